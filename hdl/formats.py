@@ -62,4 +62,23 @@ def header_field(word, name: str):
 
 
 __all__ = ["bits_for", "vf_request_layout", "vf_response_layout", "irq_layout",
+           "system_request_layout", "system_response_layout", "system_irq_layout",
            "descriptor_layout", "ChunkBeat", "DmaStatus", "header_field", "unsigned"]
+
+
+def system_request_layout(config) -> data.StructLayout:
+    """A VM's request to VF ``vf`` (the stable VF id; the system finds its slot)."""
+    return data.StructLayout({"vf": bits_for(config.n_vfs), "op": OP_BITS,
+                              "addr": config.layout.addr_bits, "data": 32,
+                              "tag": config.tag_bits})
+
+
+def system_response_layout(config) -> data.StructLayout:
+    return data.StructLayout({"vf": bits_for(config.n_vfs), "tag": config.tag_bits,
+                              "data": 32, "error": 1})
+
+
+def system_irq_layout(config) -> data.StructLayout:
+    return data.StructLayout({"vf": bits_for(config.n_vfs),
+                              "vector": bits_for(config.layout.msix_vectors),
+                              "addr": 32, "data": 32})
