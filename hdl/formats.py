@@ -1,10 +1,11 @@
 """Amaranth layouts of every stream and record, derived from the model's parameters.
 
+Note: no `from __future__ import annotations` here: `data.Struct` reads its annotations.
+
 The model (``model/``) is the single source of widths and encodings; this module only
 turns them into ``amaranth.lib.data`` layouts so blocks and tests agree bit for bit.
 """
 
-from __future__ import annotations
 
 from amaranth.hdl import unsigned
 from amaranth.lib import data
