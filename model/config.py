@@ -36,7 +36,7 @@ class SystemConfig:
 
     def __post_init__(self):
         checks = {
-            "n_vfs": (1, MAX_VFS), "host_slots": (1, 256), "offload_slots": (1, 256),
+            "n_vfs": (1, MAX_VFS - 1), "host_slots": (1, 255), "offload_slots": (1, 255),
             "host_latency": (2, 4096), "offload_latency": (2, 4096),
             "chunk_words": (1, 4096), "precopy_threshold_blocks": (0, 1 << 20),
             "max_precopy_rounds": (1, 255), "timeout_cycles": (16, 1 << 30), "tag_bits": (1, 16),

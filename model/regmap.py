@@ -13,7 +13,7 @@ from enum import IntEnum
 ID_VALUE = 0x5646_4D47  # "VFMG"
 VF_BASE = 0x100
 VF_STRIDE = 0x40
-ADDR_BITS = 14  # byte address width of the register bus
+ADDR_BITS = 15  # byte address width of the register bus (VF 254 ends at 0x40AC)
 
 
 @dataclass(frozen=True)

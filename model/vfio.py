@@ -49,7 +49,7 @@ _ROWS = {
 
 #: ``NEXT_HOP[cur][target]``: the first arc from ``cur`` toward ``target`` (VFIO's table).
 NEXT_HOP: dict[DeviceState, dict[DeviceState, DeviceState]] = {
-    cur: dict(zip(_ORDER, row)) for cur, row in _ROWS.items()
+    cur: dict(zip(_ORDER, row, strict=True)) for cur, row in _ROWS.items()
 }
 NEXT_HOP[_S.ERROR] = {t: _S.ERROR for t in _ORDER}
 
@@ -74,7 +74,7 @@ def next_state(current: DeviceState, target: DeviceState, flags: MigrationFlags)
     flags do not provide; ERROR means the request is invalid."""
     have = supported_states(flags)
     current, target = _S(current), _S(target)
-    if target not in have or target == _S.ERROR or current == _S.ERROR:
+    if target not in have or current not in have or _S.ERROR in (current, target):
         return _S.ERROR
     nxt = NEXT_HOP[current][target]
     while nxt not in have:

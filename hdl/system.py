@@ -1,0 +1,221 @@
+"""The vfmig system top: host and offload VF units, their DMAs and migration engines."""
+
+from amaranth import Array, Cat, Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from model.config import Device, SystemConfig
+from model.regmap import (
+    ADDR_BITS, CONTROL_CLEAR_ERROR, CONTROL_COMMIT, GLOBAL, ID_VALUE, LOCATION_MIGRATING, VF,
+    VF_BASE, VF_STRIDE)
+
+from .dma import DMA
+from .formats import (
+    bits_for, system_irq_layout, system_request_layout, system_response_layout)
+from .mig_engine import MigEngine
+from .vf_unit import VFUnit
+
+
+class System(wiring.Component):
+    """Two devices that move VFs between each other at runtime (DESIGN §3).
+
+    Every VF starts RUNNING on the host (VF i in host slot i).  Requests name a stable VF
+    id; the router sends each to the device and slot serving the VF, and holds (backpressure
+    at the head of ``req``, never drops) the requests of a VF in its switchover downtime.
+    The two migration engines talk over a direct message channel (the link comes later).
+
+    Members
+    -------
+    req : In(stream of system_request_layout)     VM requests {vf, op, addr, data, tag}
+    resp : Out(stream of system_response_layout)  {vf, tag, data, error}; in order per VF
+    irq : Out(stream of system_irq_layout)        MSI-X messages {vf, vector, addr, data}
+    csr_addr, csr_wdata, csr_we, csr_re : In; csr_rdata : Out
+        register bus (model/regmap.py, byte addresses); read data the cycle after csr_re
+    """
+
+    def __init__(self, config: SystemConfig | None = None):
+        self.config = config = config or SystemConfig()
+        if not isinstance(config, SystemConfig):
+            raise TypeError(f"System config must be a SystemConfig, not {config!r}")
+        super().__init__({
+            "req": In(stream.Signature(system_request_layout(config))),
+            "resp": Out(stream.Signature(system_response_layout(config))),
+            "irq": Out(stream.Signature(system_irq_layout(config))),
+            "csr_addr": In(ADDR_BITS), "csr_wdata": In(32),
+            "csr_we": In(1), "csr_re": In(1), "csr_rdata": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, lay = self.config, self.config.layout
+        n_vfs, vf_bits = cfg.n_vfs, bits_for(cfg.n_vfs)
+        max_chunk = max(cfg.chunk_words, lay.block_words, lay.meta_words)
+
+        units, engines = {}, {}
+        for dev in Device:
+            name = dev.label
+            unit = VFUnit(lay, cfg.slots(dev), cfg.latency(dev), tag_bits=cfg.tag_bits + vf_bits)
+            dma = DMA(lay, cfg.slots(dev), max_chunk_words=max_chunk)
+            engine = MigEngine(cfg, dev)
+            m.submodules[f"{name}_unit"], m.submodules[f"{name}_dma"] = unit, dma
+            m.submodules[f"{name}_engine"] = engine
+            units[dev], engines[dev] = unit, engine
+            for port in ("sa_rd_en", "sa_rd_addr", "sa_wr_en", "sa_wr_addr", "sa_wr_data"):
+                m.d.comb += getattr(unit, port).eq(getattr(dma, port))
+            m.d.comb += dma.sa_rd_data.eq(unit.sa_rd_data)
+            for port in ("rd_desc", "wr_data", "wr_desc"):
+                wiring.connect(m, getattr(engine, port), getattr(dma, port))
+            for port in ("rd_data", "rd_done", "wr_done"):
+                wiring.connect(m, getattr(dma, port), getattr(engine, port))
+            for port in ("quiesce", "irq_hold", "dirty_rd_en", "dirty_rd_slot", "dirty_rd_word",
+                         "dirty_clear"):
+                m.d.comb += getattr(unit, port).eq(getattr(engine, port))
+            for port in ("idle", "dirty_rd_bits", "dirty_count", "digest"):
+                m.d.comb += getattr(engine, port).eq(getattr(unit, port))
+        host, offload = engines[Device.HOST], engines[Device.OFFLOAD]
+        # The direct message channel between the two engines.
+        wiring.connect(m, host.tx, offload.rx)
+        wiring.connect(m, offload.tx, host.rx)
+
+        # Where each VF is served.  During the commit handshake both engines say `here`;
+        # the source (the one with the VF `outgoing`) owns it until COMMIT_ACK.
+        at_offload = Signal(n_vfs)
+        m.d.comb += at_offload.eq(offload.here & (~host.here | offload.outgoing))
+
+        # ---- router: VF id -> (device, slot); hold during switchover
+        vf = self.req.payload.vf
+        on_offload = at_offload.bit_select(vf, 1)
+        held = Signal()
+        m.d.comb += held.eq(host.hold.bit_select(vf, 1) | offload.hold.bit_select(vf, 1))
+        for dev, unit in units.items():
+            engine = engines[dev]
+            chosen = on_offload if dev == Device.OFFLOAD else ~on_offload
+            p = unit.req.payload
+            m.d.comb += [
+                p.slot.eq(engine.slot_of[vf]), p.op.eq(self.req.payload.op),
+                p.addr.eq(self.req.payload.addr), p.data.eq(self.req.payload.data),
+                p.tag.eq(Cat(self.req.payload.tag, vf)),  # the VF rides back in the tag
+                unit.req.valid.eq(self.req.valid & ~held & chosen),
+            ]
+            with m.If(chosen):
+                m.d.comb += self.req.ready.eq(unit.req.ready & ~held)
+
+        # ---- responses and interrupts of both units merged (alternating priority)
+        self._merge(m, "resp", [units[d].resp for d in Device], self.resp,
+                    lambda d, p: [self.resp.payload.vf.eq(p.tag[cfg.tag_bits:]),
+                                  self.resp.payload.tag.eq(p.tag[:cfg.tag_bits]),
+                                  self.resp.payload.data.eq(p.data),
+                                  self.resp.payload.error.eq(p.error)])
+        self._merge(m, "irq", [units[d].irq for d in Device], self.irq,
+                    lambda d, p: [self.irq.payload.vf.eq(engines[d].slot_vf[p.slot]),
+                                  self.irq.payload.vector.eq(p.vector),
+                                  self.irq.payload.addr.eq(p.addr),
+                                  self.irq.payload.data.eq(p.data)])
+
+        # ---- per-VF statistics: downtime, last migration's rounds/words, counts
+        def per_vf(name, width):
+            return Array(Signal(width, name=f"{name}_{v}") for v in range(n_vfs))
+        downtime, rounds, words = per_vf("downtime", 32), per_vf("rounds", 8), per_vf("words", 32)
+        committed, aborted = per_vf("committed", 16), per_vf("aborted", 16)
+        was_held = Signal(n_vfs)
+        m.d.sync += was_held.eq(host.hold | offload.hold)
+        for v in range(n_vfs):
+            now_held = host.hold[v] | offload.hold[v]
+            with m.If(now_held & ~was_held[v]):
+                m.d.sync += downtime[v].eq(1)
+            with m.Elif(now_held):
+                m.d.sync += downtime[v].eq(downtime[v] + 1)
+        for engine in engines.values():
+            done = engine.done
+            m.d.comb += done.ready.eq(1)
+            with m.If(done.valid):
+                m.d.sync += [rounds[done.payload.vf].eq(done.payload.rounds),
+                             words[done.payload.vf].eq(done.payload.words)]
+                with m.If(done.payload.committed):
+                    m.d.sync += committed[done.payload.vf].eq(committed[done.payload.vf] + 1)
+                with m.Else():
+                    m.d.sync += aborted[done.payload.vf].eq(aborted[done.payload.vf] + 1)
+
+        # ---- register bus
+        cycle = Signal(64)
+        cycle_hi_latch = Signal(32)
+        m.d.sync += cycle.eq(cycle + 1)
+        addr = self.csr_addr
+        vf_index = Signal(ADDR_BITS)
+        m.d.comb += vf_index.eq((addr - VF_BASE) >> (VF_STRIDE.bit_length() - 1))
+        is_vf = (addr >= VF_BASE) & (vf_index < n_vfs)
+        reg = addr[:VF_STRIDE.bit_length() - 1]
+        csr_vf = vf_index[:vf_bits]
+        for engine in engines.values():
+            m.d.comb += [
+                engine.ctl_vf.eq(csr_vf), engine.rd_vf.eq(csr_vf),
+                engine.ctl_state.eq(self.csr_wdata[:3]),
+                engine.ctl_state_we.eq(self.csr_we & is_vf & (reg == VF["REQUESTED_STATE"])),
+                engine.ctl_commit.eq(self.csr_we & is_vf & (reg == VF["CONTROL"])
+                                     & self.csr_wdata[CONTROL_COMMIT]),
+                engine.ctl_clear.eq(self.csr_we & is_vf & (reg == VF["CONTROL"])
+                                    & self.csr_wdata[CONTROL_CLEAR_ERROR]),
+            ]
+        rd = Signal.like(host.rd)
+        with m.If(at_offload.bit_select(csr_vf, 1)):
+            m.d.comb += rd.eq(offload.rd)
+        with m.Else():
+            m.d.comb += rd.eq(host.rd)  # the host answers for VFs in flight to nowhere
+
+        rdata = Signal(32)
+        with m.If(is_vf):
+            with m.Switch(reg):
+                with m.Case(VF["DEVICE_STATE"]):
+                    m.d.comb += rdata.eq(rd.state)
+                with m.Case(VF["REQUESTED_STATE"]):
+                    m.d.comb += rdata.eq(rd.requested)
+                with m.Case(VF["LOCATION"]):
+                    m.d.comb += rdata.eq(at_offload.bit_select(csr_vf, 1) | (rd.slot << 8)
+                                         | (rd.migrating << LOCATION_MIGRATING))
+                with m.Case(VF["STATUS"]):
+                    m.d.comb += rdata.eq(Cat(rd.error, rd.reason, rd.busy, rd.converged,
+                                             rd.ready))
+                with m.Case(VF["PRECOPY_INITIAL_BYTES"]):
+                    m.d.comb += rdata.eq(rd.initial_bytes)
+                with m.Case(VF["PRECOPY_DIRTY_BYTES"]):
+                    m.d.comb += rdata.eq(rd.dirty_bytes)
+                with m.Case(VF["DOWNTIME"]):
+                    m.d.comb += rdata.eq(downtime[csr_vf])
+                with m.Case(VF["ROUNDS"]):
+                    m.d.comb += rdata.eq(rounds[csr_vf])
+                with m.Case(VF["WORDS_SENT"]):
+                    m.d.comb += rdata.eq(words[csr_vf])
+                with m.Case(VF["MIGRATIONS"]):
+                    m.d.comb += rdata.eq(Cat(committed[csr_vf], aborted[csr_vf]))
+        with m.Else():
+            with m.Switch(addr):
+                with m.Case(GLOBAL["ID"]):
+                    m.d.comb += rdata.eq(ID_VALUE)
+                with m.Case(GLOBAL["CAPS"]):
+                    m.d.comb += rdata.eq(int(cfg.flags) | n_vfs << 8 | cfg.host_slots << 16
+                                         | cfg.offload_slots % 256 << 24)
+                with m.Case(GLOBAL["CYCLE_LO"]):
+                    m.d.comb += rdata.eq(cycle[:32])
+                    with m.If(self.csr_re):
+                        m.d.sync += cycle_hi_latch.eq(cycle[32:])
+                with m.Case(GLOBAL["CYCLE_HI"]):
+                    m.d.comb += rdata.eq(cycle_hi_latch)
+                with m.Case(GLOBAL["IMAGE_WORDS"]):
+                    m.d.comb += rdata.eq(lay.image_words)
+        with m.If(self.csr_re):
+            m.d.sync += self.csr_rdata.eq(rdata)
+        return m
+
+    @staticmethod
+    def _merge(m, name, sources, sink, translate):
+        """Merge two streams into ``sink``, alternating priority when both are valid."""
+        last = Signal(name=f"{name}_last_grant")
+        pick = Signal(name=f"{name}_pick")
+        m.d.comb += pick.eq(sources[1].valid & (~sources[0].valid | ~last))
+        for index, source in enumerate(sources):
+            chosen = pick if index else ~pick
+            with m.If(chosen):
+                m.d.comb += [sink.valid.eq(source.valid), source.ready.eq(sink.ready)]
+                m.d.comb += translate(Device(index), source.payload)
+        with m.If(sink.valid & sink.ready):
+            m.d.sync += last.eq(pick)

@@ -1,0 +1,430 @@
+"""The VF unit: one device's VF slots, served from one state-image memory (DESIGN §3).
+
+Every slot owns ``layout.stride`` words of a single memory; slot ``s``'s image word ``a``
+lives at ``Cat(a, s)``. A request FSM serves READ/WRITE/ADD/NOTIFY one at a time with a
+configurable service latency and raises MSI-X messages; the migration engine's DMA reads and
+writes the same memory through the state-access port. Per slot the unit keeps a dirty-block
+bitmap (read-and-clear) and an always-current image digest, so neither costs downtime.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from hdl.formats import bits_for, irq_layout, vf_request_layout, vf_response_layout
+from model.state import (
+    DIGEST_K1,
+    DIGEST_K2,
+    MSIX_ADDR_LO,
+    MSIX_CTRL,
+    MSIX_CTRL_MASK,
+    MSIX_DATA,
+    ImageLayout,
+    Op,
+    zero_image_digest,
+)
+
+__all__ = ["VFUnit", "word_hash", "popcount"]
+
+
+def word_hash(offset, value):
+    """Combinational twin of ``model.state.word_hash`` (bit-exact, 32-bit result)."""
+    x = ((value ^ (offset * DIGEST_K1)[:32]) * DIGEST_K2)[:32]
+    return x ^ (x >> 15)
+
+
+def popcount(bits):
+    """Number of set bits of ``bits``, as a balanced adder tree."""
+    terms = [bits[i] for i in range(len(bits))]
+    while len(terms) > 1:
+        pairs = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
+        terms = pairs + terms[len(pairs) * 2:]
+    return terms[0]
+
+
+def _check_int(name: str, value, low: int, high: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"VFUnit {name} must be an integer, not {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"VFUnit {name} must be between {low} and {high}, not {value}")
+
+
+class VFUnit(wiring.Component):
+    """``n_slots`` VF slots of one device.
+
+    Parameters
+    ----------
+    layout : ImageLayout
+        The uniform state image of every slot.
+    n_slots : int
+        Slots, 1..256.
+    service_latency : int
+        Minimum cycles from accepting a request to its response, 2..4096 (host devices are
+        slow, offload devices fast).
+    tag_bits : int
+        Width of the request tag echoed in the response, 1..16.
+
+    Members
+    -------
+    req : In(stream.Signature(vf_request_layout))
+        slot, op (``model.state.Op``), addr (image word offset), data, tag. A request for a
+        quiesced slot is not accepted (it waits at the head: backpressure).
+    resp : Out(stream.Signature(vf_response_layout))
+        One response per request, in request order: slot, tag, data, error. ``error`` = 1
+        (nothing changed) for addr >= image_words, a NOTIFY vector >= msix_vectors or a slot
+        >= n_slots.
+    irq : Out(stream.Signature(irq_layout))
+        MSI-X messages: slot, vector, addr (the vector's addr_lo word), data (its data word).
+    sa_rd_en, sa_rd_addr, sa_rd_data
+        State-port read, plain memory: ``sa_rd_addr`` = Cat(offset, slot); data valid the cycle
+        after ``sa_rd_en`` and held until the next read.
+    sa_wr_en, sa_wr_addr, sa_wr_data
+        State-port write, one word per cycle, back-to-back. Does not mark blocks dirty; does
+        update the slot's digest. A write to a slot >= n_slots is dropped.
+    dirty_rd_en, dirty_rd_slot, dirty_rd_word, dirty_rd_bits
+        ``dirty_rd_bits`` (valid the cycle after ``dirty_rd_en``, held otherwise) = bits
+        [32*word, 32*word+32) of the slot's dirty-block bitmap; the read clears them
+        atomically (a block dirtied in the same cycle stays dirty).
+    dirty_clear : In(n_slots)
+        Per slot, level: while high the slot's bitmap is held at 0.
+    dirty_count : Out(ArrayLayout(bits_for(n_blocks + 1), n_slots))
+        Dirty blocks per slot: the bitmap's population count, exact every cycle.
+    digest : Out(ArrayLayout(32, n_slots))
+        Per slot, ``model.state.image_digest`` of its image words [0, image_words). A write
+        of either kind is included 2 cycles after the write cycle.
+    quiesce : In(n_slots)
+        Stop accepting requests for the slot.
+    idle : Out(n_slots)
+        The slot has no request in service and no interrupt replay pending or running.
+    irq_hold : In(n_slots)
+        While high, NOTIFY sets the vector's PBA bit instead of sending. When it falls, every
+        pending unmasked vector of the slot is sent once and its PBA bit cleared (the replay
+        runs in the request FSM before the next request is accepted).
+
+    Latency and throughput: a request accepted in cycle ``t`` has its response valid at
+    ``t + max(service_latency, work)``; work is 2 cycles for READ/WRITE/ADD and errors, 3 for a
+    NOTIFY that goes pending, 5 for a NOTIFY that is sent (its ``irq`` is valid from ``t + 4``),
+    4 for a WRITE/ADD to an MSI-X vector-control word (8 when that delivers a pending vector).
+    The next request is accepted the cycle after the response is taken, so back-to-back
+    requests run at one per ``service_latency + 1`` cycles. ``resp`` and ``irq`` backpressure
+    stall the FSM; nothing is dropped. The replay after an ``irq_hold`` release takes 2 cycles
+    per vector that is not delivered and 6 per vector that is; it runs before the next
+    request is accepted.
+
+    Concurrent service and state-port accesses to the *same word* are not ordered (the
+    migration engine never copies into a slot that serves requests, nor serves a slot being
+    resumed); accesses to different words of the same slot in the same cycle are fine.
+
+    Reset: for ``n_slots * layout.stride`` cycles after ``rst`` the unit sweeps its memory to
+    zero (matching the digests' reset value); meanwhile ``idle`` is 0, no request is accepted
+    and the state port must not be used.
+    """
+
+    def __init__(self, layout: ImageLayout, n_slots: int, service_latency: int,
+                 tag_bits: int = 8):
+        if not isinstance(layout, ImageLayout):
+            raise TypeError(f"VFUnit layout must be an ImageLayout, not {layout!r}")
+        _check_int("n_slots", n_slots, 1, 256)
+        _check_int("service_latency", service_latency, 2, 4096)
+        _check_int("tag_bits", tag_bits, 1, 16)
+        self.layout = layout
+        self.n_slots = n_slots
+        self.service_latency = service_latency
+        self.tag_bits = tag_bits
+        self.slot_bits = bits_for(n_slots)
+        flat_bits = self.slot_bits + layout.addr_bits
+        super().__init__({
+            "req": In(stream.Signature(vf_request_layout(layout, n_slots, tag_bits))),
+            "resp": Out(stream.Signature(vf_response_layout(n_slots, tag_bits))),
+            "irq": Out(stream.Signature(irq_layout(layout, n_slots))),
+            "sa_rd_en": In(1),
+            "sa_rd_addr": In(flat_bits),
+            "sa_rd_data": Out(32),
+            "sa_wr_en": In(1),
+            "sa_wr_addr": In(flat_bits),
+            "sa_wr_data": In(32),
+            "dirty_rd_en": In(1),
+            "dirty_rd_slot": In(self.slot_bits),
+            "dirty_rd_word": In(bits_for(layout.dirty_words)),
+            "dirty_rd_bits": Out(32),
+            "dirty_clear": In(n_slots),
+            "dirty_count": Out(data.ArrayLayout(unsigned(bits_for(layout.n_blocks + 1)),
+                                                n_slots)),
+            "digest": Out(data.ArrayLayout(32, n_slots),
+                          init=[zero_image_digest(layout)] * n_slots),
+            "quiesce": In(n_slots),
+            "idle": Out(n_slots),
+            "irq_hold": In(n_slots),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        lay, n_slots = self.layout, self.n_slots
+        addr_bits = lay.addr_bits
+        vec_bits = bits_for(lay.msix_vectors)
+
+        m.submodules.mem = mem = Memory(shape=32, depth=n_slots * lay.stride, init=[])
+        svc_wr = mem.write_port()
+        sa_wr = mem.write_port()
+        svc_rd = mem.read_port(transparent_for=(svc_wr,))
+        sa_rd = mem.read_port()
+        # Not transparent: in the cycle of a state-port write it returns the word's old value.
+        sa_old = mem.read_port()
+
+        # ------------------------------------------------------------ state-access port
+        # A write to a slot that does not exist is dropped rather than aliased onto another.
+        sa_wr_en = Signal()
+        m.d.comb += [
+            sa_wr_en.eq(self.sa_wr_en & (self.sa_wr_addr[addr_bits:] < n_slots)),
+            sa_rd.en.eq(self.sa_rd_en),
+            sa_rd.addr.eq(self.sa_rd_addr),
+            self.sa_rd_data.eq(sa_rd.data),
+            sa_wr.en.eq(sa_wr_en),
+            sa_wr.addr.eq(self.sa_wr_addr),
+            sa_wr.data.eq(self.sa_wr_data),
+            sa_old.en.eq(sa_wr_en),
+            sa_old.addr.eq(self.sa_wr_addr),
+        ]
+        sa_pend = Signal()
+        sa_pend_addr = Signal.like(self.sa_wr_addr)
+        sa_pend_new = Signal(32)
+        m.d.sync += [sa_pend.eq(sa_wr_en), sa_pend_addr.eq(self.sa_wr_addr),
+                     sa_pend_new.eq(self.sa_wr_data)]
+        sa_pend_off = sa_pend_addr[:addr_bits]
+        sa_pend_slot = sa_pend_addr[addr_bits:]
+        sa_delta = Signal(32)
+        m.d.comb += sa_delta.eq(word_hash(sa_pend_off, sa_old.data)
+                                ^ word_hash(sa_pend_off, sa_pend_new))
+
+        # ------------------------------------------------------------ service write path
+        r_slot = Signal(self.slot_bits)
+        wr_en = Signal()
+        wr_off = Signal(addr_bits)
+        wr_old = Signal(32)
+        wr_new = Signal(32)
+        # After reset the whole memory is swept to zero so it matches the digests' reset
+        # value (a reset after traffic would otherwise leave stale words behind them).
+        clearing = Signal()
+        clear_addr = Signal(range(n_slots * lay.stride))
+        m.d.comb += [svc_wr.en.eq(wr_en | clearing),
+                     svc_wr.addr.eq(Mux(clearing, clear_addr, Cat(wr_off, r_slot))),
+                     svc_wr.data.eq(Mux(clearing, 0, wr_new))]
+        svc_pend = Signal()
+        svc_pend_slot = Signal(self.slot_bits)
+        svc_pend_off = Signal(addr_bits)
+        svc_pend_old = Signal(32)
+        svc_pend_new = Signal(32)
+        m.d.sync += [svc_pend.eq(wr_en), svc_pend_slot.eq(r_slot), svc_pend_off.eq(wr_off),
+                     svc_pend_old.eq(wr_old), svc_pend_new.eq(wr_new)]
+        svc_delta = Signal(32)
+        m.d.comb += svc_delta.eq(word_hash(svc_pend_off, svc_pend_old)
+                                 ^ word_hash(svc_pend_off, svc_pend_new))
+
+        for slot in range(n_slots):
+            digest = self.digest[slot]
+            m.d.sync += digest.eq(
+                digest
+                ^ Mux(svc_pend & (svc_pend_slot == slot), svc_delta, 0)
+                ^ Mux(sa_pend & (sa_pend_slot == slot), sa_delta, 0))
+
+        # ------------------------------------------------------------ dirty tracking
+        n_blocks = lay.n_blocks
+        block_shift = lay.block_words.bit_length() - 1
+        mark = Signal(n_blocks)
+        m.d.comb += mark.eq(Mux(wr_en, Const(1, n_blocks) << (wr_off >> block_shift), 0))
+        read_mask = Signal(n_blocks)
+        for word in range(lay.dirty_words):
+            lo, hi = 32 * word, min(32 * word + 32, n_blocks)
+            hit = self.dirty_rd_en & (self.dirty_rd_word == word)
+            m.d.comb += read_mask[lo:hi].eq(Mux(hit, (1 << (hi - lo)) - 1, 0))
+        bitmaps = []
+        for slot in range(n_slots):
+            bitmap = Signal(n_blocks, name=f"dirty_{slot}")
+            cleared = Mux(self.dirty_rd_slot == slot, read_mask, 0)
+            marked = Mux(r_slot == slot, mark, 0)
+            m.d.sync += bitmap.eq(Mux(self.dirty_clear[slot], 0, (bitmap & ~cleared) | marked))
+            m.d.comb += self.dirty_count[slot].eq(popcount(bitmap))
+            bitmaps.append(Cat(bitmap, Const(0, 32 * lay.dirty_words - n_blocks)))
+        selected = Array(bitmaps)[self.dirty_rd_slot].word_select(self.dirty_rd_word, 32)
+        with m.If(self.dirty_rd_en):
+            m.d.sync += self.dirty_rd_bits.eq(Mux(self.dirty_rd_slot < n_slots, selected, 0))
+
+        # ------------------------------------------------------------ irq_hold release
+        hold_d = Signal(n_slots)
+        m.d.sync += hold_d.eq(self.irq_hold)
+        released = Signal(n_slots)
+        m.d.comb += released.eq(hold_d & ~self.irq_hold)
+        replay_pending = Signal(n_slots)
+        replay_taken = Signal(n_slots)
+        m.d.sync += replay_pending.eq((replay_pending & ~replay_taken) | released)
+        replay_slot = Signal(self.slot_bits)
+        for slot in reversed(range(n_slots)):  # the lowest pending slot wins
+            with m.If(replay_pending[slot]):
+                m.d.comb += replay_slot.eq(slot)
+
+        # ------------------------------------------------------------ request FSM
+        req = self.req.payload
+        r_op = Signal(2)
+        r_addr = Signal(addr_bits)
+        r_data = Signal(32)
+        r_tag = Signal(self.tag_bits)
+        r_error = Signal()
+        resp_data = Signal(32)
+        vec = Signal(vec_bits)
+        replay_all = Signal()      # replaying every vector after an irq_hold release
+        pba_word = Signal(32)
+        irq_addr = Signal(32)
+        irq_data = Signal(32)
+        latency = self.service_latency
+        elapsed = Signal(range(latency + 1))
+        with m.If(elapsed != latency):
+            m.d.sync += elapsed.eq(elapsed + 1)
+
+        rd_slot = Signal(self.slot_bits)
+        rd_off = Signal(addr_bits)
+        m.d.comb += [rd_slot.eq(r_slot), svc_rd.addr.eq(Cat(rd_off, rd_slot))]
+        hold = self.irq_hold.bit_select(r_slot, 1)
+        vec_mask = Signal(32)
+        m.d.comb += vec_mask.eq(Const(1, 32) << vec[:5])
+
+        def msix(vector, which):
+            return lay.msix_base + which + (vector << 2)
+
+        def pba(vector):
+            return lay.pba_base + (vector >> 5)
+
+        def write(offset, old, new):
+            m.d.comb += [wr_en.eq(1), wr_off.eq(offset), wr_old.eq(old), wr_new.eq(new)]
+
+        def next_vector():
+            with m.If(~replay_all):
+                m.next = "RESP"
+            with m.Elif(vec == lay.msix_vectors - 1):
+                m.next = "IDLE"
+            with m.Else():
+                m.d.sync += vec.eq(vec + 1)
+                m.next = "REPLAY_PBA"
+
+        ctrl_rel = Signal(addr_bits)
+        m.d.comb += ctrl_rel.eq(r_addr - lay.msix_base)
+        is_ctrl = ((r_addr >= lay.msix_base) & (r_addr < lay.pba_base)
+                   & (ctrl_rel[:2] == MSIX_CTRL))
+
+        with m.FSM(init="CLEAR") as fsm:
+            with m.State("CLEAR"):
+                m.d.comb += clearing.eq(1)
+                m.d.sync += clear_addr.eq(clear_addr + 1)
+                with m.If(clear_addr == n_slots * lay.stride - 1):
+                    m.next = "IDLE"
+
+            with m.State("IDLE"):
+                with m.If(replay_pending.any()):
+                    m.d.comb += replay_taken.eq(1 << replay_slot)
+                    m.d.sync += [r_slot.eq(replay_slot), vec.eq(0), replay_all.eq(1)]
+                    m.next = "REPLAY_PBA"
+                with m.Elif(~self.quiesce.bit_select(req.slot, 1)):
+                    m.d.comb += self.req.ready.eq(1)
+                    notify = req.op == int(Op.NOTIFY)
+                    error = (req.slot >= n_slots) | Mux(notify, req.data >= lay.msix_vectors,
+                                                        req.addr >= lay.image_words)
+                    m.d.comb += [rd_slot.eq(req.slot),
+                                 rd_off.eq(Mux(notify, msix(req.data[:vec_bits], MSIX_CTRL),
+                                               req.addr))]
+                    with m.If(self.req.valid):
+                        m.d.sync += [r_slot.eq(req.slot), r_op.eq(req.op), r_addr.eq(req.addr),
+                                     r_data.eq(req.data), r_tag.eq(req.tag), r_error.eq(error),
+                                     vec.eq(req.data[:vec_bits]), replay_all.eq(0),
+                                     resp_data.eq(0), elapsed.eq(1)]
+                        with m.If(error):
+                            m.next = "RESP"
+                        with m.Elif(notify):
+                            m.next = "NOTIFY_CTRL"
+                        with m.Else():
+                            m.next = "ACCESS"
+
+            with m.State("ACCESS"):
+                old = svc_rd.data
+                new = Signal(32)
+                m.d.comb += new.eq(Mux(r_op == int(Op.WRITE), r_data, old + r_data))
+                with m.If(r_op == int(Op.READ)):
+                    m.d.sync += resp_data.eq(old)
+                    m.next = "RESP"
+                with m.Else():
+                    write(r_addr, old, new)
+                    with m.If(r_op == int(Op.ADD)):
+                        m.d.sync += resp_data.eq(new)
+                    # Unmasking a pending vector delivers it (GoldenVF._after_ctrl_write);
+                    # REPLAY_CTRL re-reads the control word, so any control write goes there.
+                    with m.If(is_ctrl):
+                        m.d.sync += vec.eq(ctrl_rel[2:])
+                        m.next = "REPLAY_PBA"
+                    with m.Else():
+                        m.next = "RESP"
+
+            with m.State("NOTIFY_CTRL"):
+                with m.If((svc_rd.data & MSIX_CTRL_MASK).any() | hold):
+                    m.d.comb += rd_off.eq(pba(vec))
+                    m.next = "NOTIFY_PBA"
+                with m.Else():
+                    m.d.comb += rd_off.eq(msix(vec, MSIX_ADDR_LO))
+                    m.next = "IRQ_ADDR"
+
+            with m.State("NOTIFY_PBA"):
+                with m.If(~(svc_rd.data & vec_mask).any()):
+                    write(pba(vec), svc_rd.data, svc_rd.data | vec_mask)
+                m.next = "RESP"
+
+            with m.State("REPLAY_PBA"):
+                m.d.comb += rd_off.eq(pba(vec))
+                m.next = "REPLAY_BIT"
+
+            with m.State("REPLAY_BIT"):
+                m.d.sync += pba_word.eq(svc_rd.data)
+                with m.If((svc_rd.data & vec_mask).any()):
+                    m.d.comb += rd_off.eq(msix(vec, MSIX_CTRL))
+                    m.next = "REPLAY_CTRL"
+                with m.Else():
+                    next_vector()
+
+            with m.State("REPLAY_CTRL"):
+                with m.If((svc_rd.data & MSIX_CTRL_MASK).any() | hold):
+                    next_vector()
+                with m.Else():
+                    write(pba(vec), pba_word, pba_word & ~vec_mask)
+                    m.d.comb += rd_off.eq(msix(vec, MSIX_ADDR_LO))
+                    m.next = "IRQ_ADDR"
+
+            with m.State("IRQ_ADDR"):
+                m.d.sync += irq_addr.eq(svc_rd.data)
+                m.d.comb += rd_off.eq(msix(vec, MSIX_DATA))
+                m.next = "IRQ_DATA"
+
+            with m.State("IRQ_DATA"):
+                m.d.sync += irq_data.eq(svc_rd.data)
+                m.next = "SEND"
+
+            with m.State("SEND"):
+                m.d.comb += [self.irq.valid.eq(1), self.irq.payload.slot.eq(r_slot),
+                             self.irq.payload.vector.eq(vec), self.irq.payload.addr.eq(irq_addr),
+                             self.irq.payload.data.eq(irq_data)]
+                with m.If(self.irq.ready):
+                    next_vector()
+
+            with m.State("RESP"):
+                m.d.comb += [self.resp.valid.eq(elapsed == latency),
+                             self.resp.payload.slot.eq(r_slot), self.resp.payload.tag.eq(r_tag),
+                             self.resp.payload.data.eq(resp_data),
+                             self.resp.payload.error.eq(r_error)]
+                with m.If(self.resp.valid & self.resp.ready):
+                    m.next = "IDLE"
+
+        serving = Signal(n_slots)
+        with m.If(fsm.ongoing("CLEAR")):
+            m.d.comb += serving.eq((1 << n_slots) - 1)
+        with m.Elif(~fsm.ongoing("IDLE")):
+            m.d.comb += serving.eq(1 << r_slot)
+        m.d.comb += self.idle.eq(~serving & ~replay_pending & ~released)
+        return m

