@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,11 +49,30 @@ BLOCKS: tuple[Block, ...] = (
 )
 
 
+def write_verilog(component, name: str, out_dir: Path, parameters: dict | None = None) -> Path:
+    """Write ``<out_dir>/<name>.v`` and ``<name>.json`` (ports, parameters, clock/reset)."""
+    from amaranth.back import verilog
+    from amaranth.hdl import Value
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = verilog.convert(component, name=name, emit_src=False)
+    path = out_dir / f"{name}.v"
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    ports = []
+    for port_name, flow, value in component.signature.flatten(component):
+        ports.append({"name": "__".join(map(str, port_name)), "direction": flow.flow.value,
+                      "width": len(Value.cast(value))})
+    sidecar = {"top": name, "clock": "clk", "reset": "rst",
+               "reset_style": "synchronous, active-high",
+               "parameters": parameters or {}, "ports": ports}
+    (out_dir / f"{name}.json").write_text(json.dumps(sidecar, indent=2) + "\n")
+    return path
+
+
 def generate(out_dir: Path, names: list[str] | None = None,
              config: SystemConfig | None = None) -> list[Path]:
     """Write the Verilog of the named blocks (all by default); returns the files written."""
-    from tb.common.runner import write_verilog  # the one Verilog + sidecar writer
-
     config = config or SystemConfig()
     known = {b.name: b for b in BLOCKS}
     unknown = sorted(set(names or ()) - set(known))

@@ -6,12 +6,19 @@ from amaranth.lib.wiring import In, Out
 
 from model.config import Device, SystemConfig
 from model.regmap import (
-    ADDR_BITS, CONTROL_CLEAR_ERROR, CONTROL_COMMIT, GLOBAL, ID_VALUE, LOCATION_MIGRATING, VF,
-    VF_BASE, VF_STRIDE)
+    ADDR_BITS,
+    CONTROL_CLEAR_ERROR,
+    CONTROL_COMMIT,
+    GLOBAL,
+    ID_VALUE,
+    LOCATION_MIGRATING,
+    VF,
+    VF_BASE,
+    VF_STRIDE,
+)
 
 from .dma import DMA
-from .formats import (
-    bits_for, system_irq_layout, system_request_layout, system_response_layout)
+from .formats import bits_for, system_irq_layout, system_request_layout, system_response_layout
 from .mig_engine import MigEngine
 from .vf_unit import VFUnit
 

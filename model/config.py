@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, asdict
+from dataclasses import asdict, dataclass, field
 from enum import IntEnum
 
+from .protocol import MAX_VFS
 from .state import ImageLayout
 from .vfio import ALL_FLAGS, MigrationFlags, supported_states
-from .protocol import MAX_VFS
 
 
 class Device(IntEnum):

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
 
+from model.config import Device, SystemConfig
 from model.state import GoldenVF, ImageLayout, Op
+from tb.system.env import Knobs, config_from_dict, config_to_json
 from tb.system.traffic import (
     Scoreboard,
     TrafficGenerator,
     VmInterrupt,
     VmResponse,
     msix_message,
+)
+from tb.system.vmm import (
+    _placement,
+    check_plan,
+    default_plan,
+    format_plan,
+    heavy_vfs,
+    parse_plan,
 )
 
 LAYOUT = ImageLayout(csr_words=8, msix_vectors=4, mem_words=64)
@@ -261,3 +272,65 @@ def test_tags_wrap_per_vf():
     gen = TrafficGenerator(LAYOUT, N_VFS, tag_bits=2, rng=random.Random(1))
     assert [gen.tag(0) for _ in range(5)] == [0, 1, 2, 3, 0]
     assert gen.tag(1) == 0
+
+
+# ---------------------------------------------------------------- scenario plan and knobs
+def _config(**kw):
+    return SystemConfig(**kw)
+
+
+def test_default_plan_covers_the_make_sim_requirements():
+    config = _config()
+    steps = default_plan(config)
+    check_plan(steps, config)
+    moves = [s for s in steps if s.mode in ("pre", "stop")]
+    assert len(moves) >= 4
+    where = [Device.HOST] * config.n_vfs
+    directions = set()
+    for step in moves:
+        directions.add((where[step.vf], Device(1 - where[step.vf])))
+        where[step.vf] = Device(1 - where[step.vf])
+    assert len(directions) == 2                              # both directions
+    assert [s.mode for s in steps].count("abort") == 1
+    assert any(s.vf in heavy_vfs(config) and s.mode == "pre" for s in steps)
+    assert any(s.mode == "invalid" for s in steps) and any(s.probe for s in steps)
+    assert _placement(steps, config) == where
+
+
+def test_plan_text_round_trips_and_rejects_nonsense():
+    text = "0:pre,1:abort,3:invalid,0:stop:probe"
+    assert format_plan(parse_plan(text)) == text
+    for bad, message in [("0:fly", "migration mode 'fly'"), ("x:pre", "is not an integer"),
+                         ("0:pre:probe:x", "is not VF:MODE[:probe]")]:
+        with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            parse_plan(bad)
+
+
+def test_check_plan_knows_slot_counts_and_vf_ids():
+    config = _config(n_vfs=4, host_slots=4, offload_slots=1)
+    check_plan(parse_plan("0:pre,0:stop,1:pre,2:abort"), config)
+    with pytest.raises(ValueError, match="plan step 1:pre: offload has no free slot"):
+        check_plan(parse_plan("0:pre,1:pre"), config)
+    with pytest.raises(ValueError, match="VF 4 does not exist"):
+        check_plan(parse_plan("4:pre"), config)
+
+
+@pytest.mark.parametrize("n", [2, 6, 12])
+def test_migrations_knob_truncates_or_extends_within_capacity(n):
+    config = _config()
+    steps = default_plan(config, n, random.Random(4))
+    check_plan(steps, config)
+    assert len([s for s in steps if s.mode != "invalid"]) == n
+
+
+def test_small_systems_get_a_plan_that_fits():
+    for n_vfs, offload in [(1, 1), (2, 1), (4, 2)]:
+        config = _config(n_vfs=n_vfs, host_slots=n_vfs, offload_slots=offload)
+        check_plan(default_plan(config), config)
+
+
+def test_knobs_and_config_travel_through_the_environment():
+    knobs = Knobs(seed=9, plan="0:pre", idle_prob=0.5, migrations=3)
+    assert Knobs.from_env(knobs.to_env()) == knobs
+    config = SystemConfig(n_vfs=3, offload_slots=2, layout=ImageLayout(mem_words=64))
+    assert config_from_dict(json.loads(config_to_json(config))) == config

@@ -13,8 +13,8 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build"
@@ -68,31 +68,12 @@ def default_simulator() -> str:
     return os.environ.get("SIM", "verilator")
 
 
-def write_verilog(component, name: str, out_dir: Path, parameters: dict | None = None) -> Path:
-    """Write ``<out_dir>/<name>.v`` and ``<name>.json`` (ports, parameters, clock/reset)."""
-    from amaranth.back import verilog
-    from amaranth.hdl import Value
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    text = verilog.convert(component, name=name, emit_src=False)
-    path = out_dir / f"{name}.v"
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
-    ports = []
-    for port_name, flow, value in component.signature.flatten(component):
-        ports.append({"name": "__".join(map(str, port_name)), "direction": flow.flow.value,
-                      "width": len(Value.cast(value))})
-    sidecar = {"top": name, "clock": "clk", "reset": "rst",
-               "reset_style": "synchronous, active-high",
-               "parameters": parameters or {}, "ports": ports}
-    (out_dir / f"{name}.json").write_text(json.dumps(sidecar, indent=2) + "\n")
-    return path
-
-
 def build(sim: str, name: str, component_factory: Callable[[], object],
           parameters: dict | None = None) -> tuple[Path, str]:
     """Generate Verilog for one configuration and build it once; returns (build dir, top)."""
     from cocotb_tools.runner import get_runner
+
+    from hdl.generate import write_verilog
 
     check_simulator(sim)
     staging = BUILD / "sim_build" / "_verilog" / name

@@ -11,8 +11,8 @@ import random
 from collections import deque
 
 import cocotb
-from cocotb.triggers import ReadOnly, RisingEdge
 from amaranth.lib import data
+from cocotb.triggers import ReadOnly, RisingEdge
 
 
 def _fields(layout: data.Layout):

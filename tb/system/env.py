@@ -39,7 +39,7 @@ from pyuvm import (
 
 from hdl.formats import system_irq_layout, system_request_layout, system_response_layout
 from model.config import SystemConfig
-from model.state import ImageLayout, Op
+from model.state import ImageLayout
 from model.vfio import MigrationFlags
 from tb.common.streams import pack, unpack
 
@@ -331,4 +331,4 @@ class SystemEnv(uvm_env):
 
 
 __all__ = ["Knobs", "VmBfm", "SystemEnv", "RequestListSeq", "RandomTrafficSeq",
-           "config_from_dict", "config_to_json", "Op"]
+           "config_from_dict", "config_to_json"]

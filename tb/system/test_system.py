@@ -23,6 +23,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge, Timer
 from pyuvm import ConfigDB, uvm_test
 
+from model.config import SystemConfig
 from model.regmap import GLOBAL, ID_VALUE
 from model.vfio import DeviceState
 
@@ -56,7 +57,8 @@ class Progress:
 class SystemTestBase(uvm_test):
     def build_phase(self):
         self.knobs = Knobs.from_env()
-        self.config = config_from_dict(json.loads(os.environ["VFMIG_CONFIG"]))
+        raw = os.environ.get("VFMIG_CONFIG")
+        self.config = config_from_dict(json.loads(raw)) if raw else SystemConfig()
         self.dut = cocotb.top
         self.rng = random.Random(self.knobs.seed)
         self.progress = Progress(self.logger, self.knobs.progress)
@@ -124,7 +126,7 @@ class SystemScenario(SystemTestBase):
             steps = parse_plan(knobs.plan)
         else:
             steps = default_plan(config, None if knobs.migrations < 0 else knobs.migrations,
-                                 random.Random(self.rng.getrandbits(32)))
+                                 random.Random(knobs.seed))  # as tb.system.sim does
         check_plan(steps, config)
         return steps
 

@@ -430,6 +430,9 @@ class Vmm:
         rec.result = "committed"
         await self._stats(rec, start, end)
         self.expect(st.error == 0, f"VF {vf}: STATUS.error {st.error_name()} after commit")
+        self.expect(0 < rec.downtime_cycles <= rec.total_cycles,
+                    f"VF {vf}: DOWNTIME {rec.downtime_cycles} cycles outside (0, total "
+                    f"{rec.total_cycles}] for a committed migration")
         self.expect(not location.migrating, f"VF {vf}: LOCATION.migrating still set after commit")
         after = await self.read(vf, "MIGRATIONS")
         self.expect(after & 0xFFFF == (counts & 0xFFFF) + 1,
@@ -515,7 +518,8 @@ class Vmm:
     def _done(self, rec: MigrationRecord) -> None:
         tail = f" [{rec.error}]" if rec.error else ""
         flag = "" if rec.result == rec.expected else f"  UNEXPECTED (wanted {rec.expected})"
-        self.progress(f"migration {self.records.index(rec) + 1}: VF {rec.vf} "
+        number = next(i for i, r in enumerate(self.records, 1) if r is rec)
+        self.progress(f"migration {number}: VF {rec.vf} "
                       f"{rec.source.label} -> {rec.target.label} {rec.result}: "
                       f"{rec.precopy_rounds} rounds, {rec.words_sent * 4} bytes, downtime "
                       f"{rec.downtime_cycles} cycles, total {rec.total_cycles} cycles"
