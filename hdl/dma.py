@@ -59,10 +59,12 @@ class DMA(wiring.Component):
         the 4-entry output queue (which holds reads in flight) would fill: nothing is lost.
     rd_done : Out(stream.Signature(DmaStatus))
         One status per read descriptor: the cycle after its CRC beat is accepted, or, for a
-        refused descriptor, with ``bounds_error=1`` and no beats at all. While a status
-        waits on ``rd_done.ready`` the next CRC beat (not the data beats) is held back.
+        refused descriptor, with ``bounds_error=1`` and no beats at all (4 cycles after it
+        was accepted when nothing is queued ahead of it). While a status waits on
+        ``rd_done.ready`` the next CRC beat (not the data beats) is held back.
     wr_desc : In(stream.Signature(descriptor_layout))
-        Write descriptors; the next one is taken in the cycle its predecessor's last beat is.
+        Write descriptors; the next one is taken in the cycle its predecessor's last beat is
+        (so ``ready`` depends combinationally on ``wr_data.valid``/``payload.last``).
     wr_data : In(stream.Signature(ChunkBeat))
         Per descriptor, ``length`` data beats then the CRC beat (``last=1``), one per cycle.
         ``ready`` is low only without a descriptor or while the previous status waits
@@ -114,7 +116,7 @@ class DMA(wiring.Component):
 
     def _refused(self, desc):
         return ((desc.slot >= self.n_slots) | (desc.length == 0)
-                
+                | (desc.length > self.max_chunk_words)
                 | (desc.offset + desc.length > self.layout.image_words))
 
     def elaborate(self, platform):

@@ -69,7 +69,7 @@ class MigEngine(wiring.Component):
         self.readback_layout = data.StructLayout({
             "here": 1, "state": 3, "requested": 3, "slot": 8, "error": 4, "reason": 4,
             "busy": 1, "migrating": 1, "converged": 1, "ready": 1,
-            "initial_bytes": 32, "dirty_bytes": 32})
+            "initial_bytes": 32, "dirty_bytes": 32, "rounds": 8, "words": 32})
         self.done_layout = data.StructLayout({
             "vf": vf_bits, "committed": 1, "rounds": 8, "words": 32})
         count_bits = bits_for(lay.n_blocks + 1)
@@ -576,6 +576,7 @@ class MigEngine(wiring.Component):
         with m.If(rd_mine):
             m.d.comb += [
                 self.rd.initial_bytes.eq(copier.initial_left * 4),
+                self.rd.rounds.eq(copier.rounds), self.rd.words.eq(copier.words_sent),
                 self.rd.dirty_bytes.eq(self.dirty_count[src_slot] * (lay.block_words * 4)),
             ]
         return m

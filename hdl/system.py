@@ -1,6 +1,6 @@
 """The vfmig system top: host and offload VF units, their DMAs and migration engines."""
 
-from amaranth import Array, Cat, Module, Signal
+from amaranth import Array, Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -188,10 +188,11 @@ class System(wiring.Component):
                     m.d.comb += rdata.eq(rd.dirty_bytes)
                 with m.Case(VF["DOWNTIME"]):
                     m.d.comb += rdata.eq(downtime[csr_vf])
+                # Live while the VF's migration runs, else the last migration's figures.
                 with m.Case(VF["ROUNDS"]):
-                    m.d.comb += rdata.eq(rounds[csr_vf])
+                    m.d.comb += rdata.eq(Mux(rd.migrating, rd.rounds, rounds[csr_vf]))
                 with m.Case(VF["WORDS_SENT"]):
-                    m.d.comb += rdata.eq(words[csr_vf])
+                    m.d.comb += rdata.eq(Mux(rd.migrating, rd.words, words[csr_vf]))
                 with m.Case(VF["MIGRATIONS"]):
                     m.d.comb += rdata.eq(Cat(committed[csr_vf], aborted[csr_vf]))
         with m.Else():

@@ -9,8 +9,7 @@ import pytest
 from amaranth.hdl import Const
 from amaranth.sim import Simulator
 
-from hdl.crc32 import (CRC32_INIT, CRC32_XOROUT, CRC32Word, crc32_word_update,
-                       crc32_word_update_int)
+from hdl.crc32 import CRC32_INIT, CRC32_XOROUT, CRC32Word, crc32_word_update, crc32_word_update_int
 from model.protocol import crc32
 
 

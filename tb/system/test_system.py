@@ -23,7 +23,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge, Timer
 from pyuvm import ConfigDB, uvm_test
 
-from model.config import SystemConfig
+from model.config import Device, SystemConfig
 from model.regmap import GLOBAL, ID_VALUE
 from model.vfio import DeviceState
 
@@ -70,7 +70,6 @@ class SystemTestBase(uvm_test):
         ConfigDB().set(None, "*", "CONFIG", self.config)
         ConfigDB().set(None, "*", "BFM", self.bfm)
         ConfigDB().set(None, "*", "PROGRESS", self.progress)
-        ConfigDB().set(None, "*", "KNOBS", self.knobs)
         self.env = SystemEnv("env", self)
         self.failure = ""
         self.steps = []
@@ -182,10 +181,17 @@ class SystemScenario(SystemTestBase):
                             f"host slot {vf}")
 
     async def check_final_states(self):
+        """Every VF RUNNING where its committed migrations put it."""
+        where = [Device.HOST] * self.config.n_vfs
+        for rec in self.vmm.records:
+            if rec.result == "committed":
+                where[rec.vf] = rec.target
         for vf in range(self.config.n_vfs):
             state = await self.vmm.device_state(vf)
-            self.vmm.expect(state == DeviceState.RUNNING,
-                            f"VF {vf} ends in {state!r}, expected RUNNING")
+            loc = await self.vmm.location(vf)
+            self.vmm.expect(state == DeviceState.RUNNING and loc.device == where[vf],
+                            f"VF {vf} ends {state!r} on {loc.device.label}, expected RUNNING "
+                            f"on {where[vf].label}")
 
     def report_phase(self):
         sb, vmm, knobs, config = self.sb, self.vmm, self.knobs, self.config
@@ -199,7 +205,6 @@ class SystemScenario(SystemTestBase):
             "migrations": migrations,
             "totals": {**totals.to_dict(), "vmm_problems": len(problems)},
             "interrupts": sb.irq_summary(),
-            "csr_x_reads": {f"0x{a:03x}": n for a, n in sorted(vmm.bus.x_reads.items())},
             "cycles": self.bfm.cycles,
             "request_stall_cycles": self.bfm.stall_cycles,
             "wall_seconds": round(time.monotonic() - self.wall_start, 1),

@@ -243,18 +243,12 @@ class VmmTimeout(AssertionError):
 class CsrBus:
     """Driver of the register port (``csr_addr/csr_wdata/csr_we/csr_re/csr_rdata``).
 
-    One access at a time; a read's data is sampled the cycle after ``csr_re``.
+    One access at a time; a read's data is sampled the cycle after ``csr_re``.  A read with
+    X/Z bits (Icarus) fails with the register's address."""
 
-    ``x_as_zero``: Icarus (4-state) can leave a combinational ``always @*`` output X until
-    its inputs first change (Verilog does not run it at time 0); with this set such bits
-    read as 0 (Verilator's 2-state value) and are counted in ``x_reads``, otherwise a read
-    with X/Z bits fails."""
-
-    def __init__(self, dut, clock, x_as_zero: bool = False):
+    def __init__(self, dut, clock):
         self.dut, self.clock = dut, clock
         self.accesses = 0
-        self.x_as_zero = x_as_zero
-        self.x_reads: dict[int, int] = {}   # register address -> reads with X bits
         dut.csr_we.value = 0
         dut.csr_re.value = 0
         dut.csr_addr.value = 0
@@ -283,11 +277,8 @@ class CsrBus:
         try:
             return int(value)
         except ValueError:
-            if not self.x_as_zero:
-                raise AssertionError(f"csr_rdata of register 0x{addr:03x} reads {value} "
-                                     f"(X/Z bits)") from None
-            self.x_reads[addr] = self.x_reads.get(addr, 0) + 1
-            return int(str(value).upper().replace("X", "0").replace("Z", "0"), 2)
+            raise AssertionError(f"csr_rdata of register 0x{addr:03x} reads {value} "
+                                 f"(X/Z bits)") from None
 
 
 # ---------------------------------------------------------------- the VMM

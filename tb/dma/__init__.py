@@ -1,0 +1,1 @@
+"""cocotb testbench of the state DMA (hdl/dma.py) behind a VF-unit-like memory."""

@@ -1,0 +1,1 @@
+"""cocotb benches of the system top that measure figures (``python -m tb.bench``)."""
