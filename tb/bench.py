@@ -55,6 +55,8 @@ def measure_dma(sim: str, out_dir: Path) -> float:
         value = measure_words_per_cycle(sim)
     except SystemExit as exc:
         raise BenchRunError(f"DMA bench: the simulator failed (exit {exc.code})") from None
+    except RuntimeError as exc:
+        raise BenchRunError(str(exc)) from None
     if isinstance(value, dict):
         value = value.get("words_per_cycle")
     if not isinstance(value, (int, float)) or value != value or value < 0:

@@ -37,13 +37,13 @@ def test_to_dict_is_json():
 
 
 @pytest.mark.parametrize(("name", "lo", "hi"), [
-    ("n_vfs", 1, MAX_VFS), ("host_slots", 1, 256), ("offload_slots", 1, 256),
+    ("n_vfs", 1, MAX_VFS - 1), ("host_slots", 1, 255), ("offload_slots", 1, 255),
     ("host_latency", 2, 4096), ("offload_latency", 2, 4096), ("chunk_words", 1, 4096),
     ("precopy_threshold_blocks", 0, 1 << 20), ("max_precopy_rounds", 1, 255),
     ("timeout_cycles", 16, 1 << 30), ("tag_bits", 1, 16),
 ])
 def test_range_checks(name, lo, hi):
-    roomy = {"n_vfs": 1, "host_slots": 256, "offload_slots": 256}  # valid at both ends
+    roomy = {"n_vfs": 1, "host_slots": 255, "offload_slots": 255}  # valid at both ends
     for bad in (lo - 1, hi + 1, float(lo), str(lo), None):
         with pytest.raises(ValueError) as info:
             SystemConfig(**{**roomy, name: bad})

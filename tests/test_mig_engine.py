@@ -1,0 +1,464 @@
+# amaranth: UnusedElaboratable=no
+"""hdl/mig_engine.py through hdl/system.py in amaranth.sim: the VFIO register interface.
+
+Two engines, two VF units and two DMAs on a tiny configuration.  A sequential bench drives
+the register port the way a VFIO driver would and sends VM requests; every response is
+checked against one ``model.state.GoldenVF`` per VF, and images are read back word by word
+through READ requests after each migration.  DEVICE_STATE after a request is compared with
+``model.vfio.path``; error codes with ``model.regmap.ErrorCode``.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from amaranth.sim import Simulator
+
+from hdl.system import System
+from model.config import SystemConfig
+from model.protocol import Reason
+from model.regmap import (
+    CONTROL_CLEAR_ERROR,
+    CONTROL_COMMIT,
+    LOCATION_MIGRATING,
+    STATUS_BUSY,
+    STATUS_CONVERGED,
+    STATUS_READY_TO_COMMIT,
+    ErrorCode,
+    vf_reg,
+)
+from model.state import GoldenVF, ImageLayout, Op
+from model.vfio import DeviceState, MigrationFlags, path
+
+S = DeviceState
+LAYOUT = ImageLayout(csr_words=4, msix_vectors=2, mem_words=32, block_words=8)
+CONFIG = SystemConfig(n_vfs=2, host_slots=2, offload_slots=1, layout=LAYOUT, chunk_words=16)
+STOP_COPY_ONLY = SystemConfig(n_vfs=2, host_slots=2, offload_slots=1, layout=LAYOUT,
+                              chunk_words=16, flags=MigrationFlags.STOP_COPY)
+# A longer image, so a pre-copy round 0 lasts a few hundred cycles.
+LONG = SystemConfig(n_vfs=2, host_slots=2, offload_slots=1, chunk_words=16,
+                    layout=ImageLayout(csr_words=4, msix_vectors=2, mem_words=480,
+                                       block_words=8))
+# Two offload slots: a VF can move each way at the same time.
+TWO_WAY = SystemConfig(n_vfs=2, host_slots=2, offload_slots=2, layout=LAYOUT, chunk_words=16)
+HOST, OFFLOAD = 0, 1
+LIMIT = 20_000  # cycles any single wait may take
+
+
+class Bench:
+    """Register-port and VM-request helpers for one System, plus a GoldenVF per VF."""
+
+    def __init__(self, config: SystemConfig, seed: int = 0):
+        self.config, self.layout = config, config.layout
+        self.dut = System(config)
+        self.rng = random.Random(seed)
+        self.golden = [GoldenVF(config.layout) for _ in range(config.n_vfs)]
+        self.tag = 0
+        self.cycles = 0
+
+    def run(self, scenario) -> None:
+        dut = self.dut
+        sim = Simulator(dut)
+        sim.add_clock(1e-6)
+
+        async def bench(ctx):
+            ctx.set(dut.irq.ready, 1)
+            await scenario(ctx, self)
+
+        sim.add_testbench(bench)
+        sim.run()
+
+    async def tick(self, ctx, n: int = 1) -> None:
+        for _ in range(n):
+            await ctx.tick()
+            self.cycles += 1
+
+    # -- register port
+    async def csr_read(self, ctx, addr: int) -> int:
+        dut = self.dut
+        ctx.set(dut.csr_addr, addr)
+        ctx.set(dut.csr_re, 1)
+        await self.tick(ctx)
+        ctx.set(dut.csr_re, 0)
+        return ctx.get(dut.csr_rdata)
+
+    async def csr_write(self, ctx, addr: int, value: int) -> None:
+        dut = self.dut
+        ctx.set(dut.csr_addr, addr)
+        ctx.set(dut.csr_wdata, value)
+        ctx.set(dut.csr_we, 1)
+        await self.tick(ctx)
+        ctx.set(dut.csr_we, 0)
+
+    async def reg(self, ctx, vf: int, name: str) -> int:
+        return await self.csr_read(ctx, vf_reg(vf, name))
+
+    async def state(self, ctx, vf: int) -> S:
+        return S(await self.reg(ctx, vf, "DEVICE_STATE") & 7)
+
+    async def status(self, ctx, vf: int) -> dict:
+        word = await self.reg(ctx, vf, "STATUS")
+        return {"error": word & 0xF, "reason": (word >> 4) & 0xF,
+                "busy": word >> STATUS_BUSY & 1, "converged": word >> STATUS_CONVERGED & 1,
+                "ready": word >> STATUS_READY_TO_COMMIT & 1}
+
+    async def location(self, ctx, vf: int) -> tuple[int, int, int]:
+        """(device, slot, migrating)."""
+        word = await self.reg(ctx, vf, "LOCATION")
+        return word & 1, (word >> 8) & 0xFF, word >> LOCATION_MIGRATING & 1
+
+    async def poll(self, ctx, vf: int, name: str, done, what: str, limit: int = LIMIT) -> int:
+        for _ in range(limit):
+            value = await self.reg(ctx, vf, name)
+            if done(value):
+                return value
+            await self.tick(ctx, 3)
+        raise AssertionError(f"VF {vf}: {what}: {name} still 0x{value:08x} after {limit} polls")
+
+    async def request(self, ctx, vf: int, state: S) -> dict:
+        """REQUESTED_STATE = state, then wait until the walker is done (STATUS.busy = 0)."""
+        await self.csr_write(ctx, vf_reg(vf, "REQUESTED_STATE"), int(state))
+        return await self.wait_not_busy(ctx, vf, f"requesting {state.name}")
+
+    async def wait_not_busy(self, ctx, vf: int, what: str) -> dict:
+        await self.poll(ctx, vf, "STATUS", lambda w: not w >> STATUS_BUSY & 1,
+                        f"busy after {what}")
+        return await self.status(ctx, vf)
+
+    async def clear_error(self, ctx, vf: int) -> None:
+        await self.csr_write(ctx, vf_reg(vf, "CONTROL"), 1 << CONTROL_CLEAR_ERROR)
+
+    # -- VM requests (one at a time), checked against the golden model
+    async def vm(self, ctx, vf: int, op: Op, addr: int, data: int = 0) -> int:
+        dut = self.dut
+        self.tag = (self.tag + 1) % (1 << self.config.tag_bits)
+        ctx.set(dut.req.payload, {"vf": vf, "op": op, "addr": addr, "data": data,
+                                  "tag": self.tag})
+        ctx.set(dut.req.valid, 1)
+        for _ in range(LIMIT):
+            _, _, ready = await ctx.tick().sample(dut.req.ready)
+            self.cycles += 1
+            if ready:
+                break
+        else:
+            raise AssertionError(f"VF {vf}: request {op.name} @{addr} never accepted")
+        ctx.set(dut.req.valid, 0)
+        expected, error = self.golden[vf].request(op, addr, data)
+        ctx.set(dut.resp.ready, 1)
+        for _ in range(LIMIT):
+            _, _, valid, resp = await ctx.tick().sample(dut.resp.valid, dut.resp.payload)
+            self.cycles += 1
+            if valid:
+                break
+        else:
+            raise AssertionError(f"VF {vf}: request {op.name} @{addr} never answered")
+        ctx.set(dut.resp.ready, 0)
+        got = (int(resp.vf), int(resp.tag), int(resp.data), int(resp.error))
+        assert got == (vf, self.tag, expected, int(error)), (
+            f"VF {vf}: {op.name} @{addr} data 0x{data:08x} answered {got}, expected "
+            f"{(vf, self.tag, expected, int(error))}")
+        return got[2]
+
+    def data_words(self) -> list[int]:
+        """CSR and memory words: what random VM writes touch (not the MSI-X table/PBA)."""
+        lay = self.layout
+        return list(range(lay.csr_words)) + list(range(lay.mem_base, lay.image_words))
+
+    async def scribble(self, ctx, vf: int, n: int) -> None:
+        """``n`` random WRITE/ADD requests to ``vf``."""
+        words = self.data_words()
+        for _ in range(n):
+            op = self.rng.choice((Op.WRITE, Op.ADD))
+            await self.vm(ctx, vf, op, self.rng.choice(words), self.rng.getrandbits(32))
+
+    async def check_image(self, ctx, vf: int) -> None:
+        """READ every word of the VF's image (the golden model checks each answer)."""
+        for addr in range(self.layout.image_words):
+            await self.vm(ctx, vf, Op.READ, addr)
+
+    # -- migration procedures
+    async def migrate(self, ctx, vf: int, precopy: bool, writes: int = 0) -> dict:
+        """Move ``vf`` to the other device and commit; returns what was observed."""
+        src = (await self.location(ctx, vf))[0]
+        before = await self.reg(ctx, vf, "MIGRATIONS")
+        seen = {}
+        if precopy:
+            st = await self.request(ctx, vf, S.PRE_COPY)
+            assert st["error"] == 0, f"PRE_COPY refused: {st}"
+            assert await self.state(ctx, vf) == S.PRE_COPY
+            assert await self.location(ctx, vf) == (src, vf if src == HOST else 0, 1)
+            await self.scribble(ctx, vf, writes)  # live traffic dirties blocks
+            await self.poll(ctx, vf, "STATUS", lambda w: w >> STATUS_CONVERGED & 1,
+                            "pre-copy convergence")
+            seen["initial_bytes"] = await self.reg(ctx, vf, "PRECOPY_INITIAL_BYTES")
+        st = await self.request(ctx, vf, S.STOP_COPY)
+        assert st["error"] == 0, f"STOP_COPY refused: {st}"
+        assert await self.state(ctx, vf) == S.STOP_COPY
+        st = await self.request(ctx, vf, S.STOP)
+        assert st["error"] == 0 and st["ready"] == 1, f"STOP after STOP_COPY: {st}"
+        assert await self.state(ctx, vf) == S.STOP
+        await self.csr_write(ctx, vf_reg(vf, "CONTROL"), 1 << CONTROL_COMMIT)
+        await self.poll(ctx, vf, "LOCATION", lambda w: (w & 1) != src, "the commit")
+        assert await self.state(ctx, vf) == S.RUNNING
+        loc = await self.location(ctx, vf)
+        assert loc[0] == 1 - src and loc[2] == 0, f"LOCATION after commit: {loc}"
+        assert (await self.status(ctx, vf))["error"] == 0
+        after = await self.reg(ctx, vf, "MIGRATIONS")
+        assert after == before + 1, f"MIGRATIONS {before:#x} -> {after:#x}"
+        seen["words"] = await self.reg(ctx, vf, "WORDS_SENT")
+        seen["rounds"] = await self.reg(ctx, vf, "ROUNDS")
+        seen["downtime"] = await self.reg(ctx, vf, "DOWNTIME")
+        return seen
+
+
+def run(config: SystemConfig, scenario, seed: int = 0) -> Bench:
+    bench = Bench(config, seed)
+    bench.run(scenario)
+    return bench
+
+
+# ------------------------------------------------------------------------ tests
+
+def test_live_precopy_migration_each_way():
+    """VF 0 host -> offload and back with pre-copy, VM writes before, during and after;
+    VF 1 untouched on the host.  Both images read back identical to the golden model."""
+    def check_stats(seen, lay):
+        assert seen["initial_bytes"] == 0  # round 0 went over completely
+        assert seen["words"] >= lay.image_words + lay.meta_words
+        assert 0 < seen["downtime"]
+
+    async def scenario(ctx, b: Bench):
+        await b.scribble(ctx, 0, 12)
+        await b.scribble(ctx, 1, 6)
+        seen = await b.migrate(ctx, 0, precopy=True, writes=10)
+        check_stats(seen, b.layout)
+        assert await b.location(ctx, 0) == (OFFLOAD, 0, 0)
+        await b.check_image(ctx, 0)
+        await b.scribble(ctx, 0, 10)  # served by the offload device now
+        seen = await b.migrate(ctx, 0, precopy=True, writes=10)
+        check_stats(seen, b.layout)
+        assert await b.location(ctx, 0) == (HOST, 0, 0)
+        assert await b.reg(ctx, 0, "MIGRATIONS") == 2
+        await b.scribble(ctx, 0, 4)
+        await b.check_image(ctx, 0)
+        await b.check_image(ctx, 1)
+        assert await b.location(ctx, 1) == (HOST, 1, 0)
+        assert await b.reg(ctx, 1, "MIGRATIONS") == 0
+
+    run(CONFIG, scenario, seed=1)
+
+
+def test_stop_copy_only_migration_each_way():
+    """RUNNING -> STOP_COPY directly walks RUNNING_P2P and STOP and sends the whole image."""
+    async def scenario(ctx, b: Bench):
+        await b.scribble(ctx, 0, 12)
+        for _ in range(2):
+            seen = await b.migrate(ctx, 0, precopy=False)
+            assert seen["words"] == b.layout.image_words
+            assert seen["rounds"] == 0
+            await b.check_image(ctx, 0)
+            await b.scribble(ctx, 0, 6)
+        assert await b.location(ctx, 0) == (HOST, 0, 0)
+        assert await b.reg(ctx, 0, "MIGRATIONS") == 2
+
+    run(CONFIG, scenario, seed=2)
+
+
+def test_stop_copy_only_device_migrates():
+    async def scenario(ctx, b: Bench):
+        await b.scribble(ctx, 1, 12)
+        await b.migrate(ctx, 1, precopy=False)
+        assert await b.location(ctx, 1) == (OFFLOAD, 0, 0)
+        await b.check_image(ctx, 1)
+
+    run(STOP_COPY_ONLY, scenario, seed=3)
+
+
+@pytest.mark.parametrize("config,cases", [
+    (CONFIG, [(S.RUNNING, S.ERROR)]),
+    (STOP_COPY_ONLY, [(S.RUNNING, S.PRE_COPY), (S.RUNNING, S.RUNNING_P2P),
+                      (S.RUNNING, S.PRE_COPY_P2P), (S.RUNNING, S.ERROR)]),
+], ids=["all_flags", "stop_copy_only"])
+def test_invalid_request_leaves_the_state_unchanged(config, cases):
+    async def scenario(ctx, b: Bench):
+        await b.scribble(ctx, 0, 4)
+        for current, target in cases:
+            with pytest.raises(ValueError):
+                path(current, target, config.flags)  # the model agrees it is invalid
+            assert await b.state(ctx, 0) == current
+            st = await b.request(ctx, 0, target)
+            assert st["error"] == ErrorCode.INVALID_TRANSITION, st
+            assert await b.state(ctx, 0) == current
+            assert await b.reg(ctx, 0, "REQUESTED_STATE") == current
+            assert await b.location(ctx, 0) == (HOST, 0, 0)
+            await b.clear_error(ctx, 0)
+            assert (await b.status(ctx, 0))["error"] == ErrorCode.NONE
+            await b.vm(ctx, 0, Op.READ, b.layout.mem_base)  # still serving
+
+    run(config, scenario)
+
+
+def test_invalid_request_in_the_middle_of_a_migration():
+    """STOP_COPY -> PRE_COPY has no arc: refused, the migration goes on and commits."""
+    async def scenario(ctx, b: Bench):
+        await b.scribble(ctx, 0, 8)
+        st = await b.request(ctx, 0, S.STOP_COPY)
+        assert st["error"] == 0
+        for target in (S.PRE_COPY, S.PRE_COPY_P2P, S.ERROR):
+            st = await b.request(ctx, 0, target)
+            assert st["error"] == ErrorCode.INVALID_TRANSITION, (target, st)
+            assert await b.state(ctx, 0) == S.STOP_COPY
+            assert await b.reg(ctx, 0, "REQUESTED_STATE") == S.STOP_COPY
+            assert (await b.location(ctx, 0))[2] == 1, "still migrating"
+            await b.clear_error(ctx, 0)
+        st = await b.request(ctx, 0, S.STOP)
+        assert st["ready"] == 1 and st["error"] == 0
+        await b.csr_write(ctx, vf_reg(0, "CONTROL"), 1 << CONTROL_COMMIT)
+        await b.poll(ctx, 0, "LOCATION", lambda w: w & 1, "the commit")
+        await b.check_image(ctx, 0)
+
+    run(CONFIG, scenario)
+
+
+def test_request_while_busy_is_refused_with_busy():
+    async def scenario(ctx, b: Bench):
+        await b.csr_write(ctx, vf_reg(0, "REQUESTED_STATE"), S.PRE_COPY)
+        assert (await b.status(ctx, 0))["busy"] == 1  # waiting for MIG_ACCEPT
+        await b.csr_write(ctx, vf_reg(0, "REQUESTED_STATE"), S.STOP)
+        st = await b.wait_not_busy(ctx, 0, "requesting PRE_COPY")
+        assert st["error"] == ErrorCode.BUSY, st
+        assert await b.state(ctx, 0) == S.PRE_COPY, "the first request goes on"
+        assert await b.reg(ctx, 0, "REQUESTED_STATE") == S.PRE_COPY
+        await b.clear_error(ctx, 0)
+        st = await b.request(ctx, 0, S.RUNNING)
+        assert await b.state(ctx, 0) == S.RUNNING
+
+    run(CONFIG, scenario)
+
+
+def test_reject_when_the_offload_device_has_no_free_slot():
+    async def scenario(ctx, b: Bench):
+        await b.scribble(ctx, 0, 10)
+        await b.scribble(ctx, 1, 10)
+        await b.migrate(ctx, 1, precopy=False)  # fills the offload device's only slot
+        for target in (S.PRE_COPY, S.PRE_COPY_P2P):
+            st = await b.request(ctx, 0, target)
+            assert st["error"] == ErrorCode.REJECTED and st["reason"] == Reason.NO_SLOT, st
+            # no migration was opened: the VF is where it was, in a state on the way
+            assert await b.state(ctx, 0) in [S.RUNNING] + path(S.RUNNING, target)[:-1]
+            assert await b.location(ctx, 0) == (HOST, 0, 0)
+            await b.clear_error(ctx, 0)
+            await b.request(ctx, 0, S.RUNNING)
+        assert await b.reg(ctx, 0, "MIGRATIONS") == 0
+        await b.scribble(ctx, 0, 4)
+        await b.check_image(ctx, 0)
+        await b.check_image(ctx, 1)
+        assert await b.location(ctx, 1) == (OFFLOAD, 0, 0)
+
+    run(CONFIG, scenario)
+
+
+def test_abort_from_precopy_rolls_back():
+    """PRE_COPY -> RUNNING before commit: ABORT/ABORT_ACK, the VF runs at its source with
+    its image (and the writes made during pre-copy) intact; the target slot is free again."""
+    async def scenario(ctx, b: Bench):
+        await b.scribble(ctx, 0, 12)
+        st = await b.request(ctx, 0, S.PRE_COPY)
+        assert st["error"] == 0
+        await b.scribble(ctx, 0, 8)
+        await b.poll(ctx, 0, "PRECOPY_INITIAL_BYTES", lambda v: v == 0, "round 0")
+        st = await b.request(ctx, 0, S.RUNNING)
+        assert await b.state(ctx, 0) == S.RUNNING
+        assert await b.location(ctx, 0) == (HOST, 0, 0)
+        assert (st["error"], st["reason"]) == (ErrorCode.ABORTED, Reason.REQUESTED), st
+        assert await b.reg(ctx, 0, "MIGRATIONS") == 1 << 16
+        await b.clear_error(ctx, 0)
+        await b.scribble(ctx, 0, 6)
+        await b.check_image(ctx, 0)
+        await b.migrate(ctx, 0, precopy=False)  # the offload slot was freed by the abort
+        await b.check_image(ctx, 0)
+
+    run(CONFIG, scenario)
+
+
+@pytest.mark.xfail(strict=True, reason="hdl/mig_engine.py walker DRAIN raises copier.stop "
+                   "and waits for ~copier.busy for any VF: an arc to STOP of another VF "
+                   "kills the running pre-copy, which then never converges")
+def test_another_vfs_request_does_not_stop_a_running_precopy():
+    """While VF 0 is in PRE_COPY round 0, VF 1 goes RUNNING -> STOP -> RUNNING.  VF 0's
+    pre-copy must still converge (STATUS.converged) on its own."""
+    async def scenario(ctx, b: Bench):
+        st = await b.request(ctx, 0, S.PRE_COPY)
+        assert st["error"] == 0
+        assert await b.reg(ctx, 0, "PRECOPY_INITIAL_BYTES") > 0, "round 0 still running"
+        st = await b.request(ctx, 1, S.STOP)
+        assert st["error"] == 0 and await b.state(ctx, 1) == S.STOP
+        await b.request(ctx, 1, S.RUNNING)
+        await b.poll(ctx, 0, "STATUS", lambda w: w >> STATUS_CONVERGED & 1,
+                     "pre-copy convergence", limit=2_000)
+        await b.migrate(ctx, 0, precopy=False)  # (stop-copy from PRE_COPY: converged)
+
+    run(LONG, scenario)
+
+
+def test_migrations_both_ways_at_the_same_time():
+    """VF 0 offload -> host while VF 1 host -> offload: each engine is source and target
+    at once, the two message streams share each direction of the channel."""
+    async def scenario(ctx, b: Bench):
+        await b.scribble(ctx, 0, 8)
+        await b.scribble(ctx, 1, 8)
+        await b.migrate(ctx, 0, precopy=False)
+        for vf in (0, 1):
+            st = await b.request(ctx, vf, S.PRE_COPY)
+            assert st["error"] == 0, (vf, st)
+        for _ in range(3):
+            await b.scribble(ctx, 0, 3)
+            await b.scribble(ctx, 1, 3)
+        for vf in (0, 1):
+            await b.poll(ctx, vf, "STATUS", lambda w: w >> STATUS_CONVERGED & 1,
+                         f"VF {vf} pre-copy convergence")
+        for target in (S.STOP_COPY, S.STOP):
+            for vf in (0, 1):
+                st = await b.request(ctx, vf, target)
+                assert st["error"] == 0, (vf, target, st)
+        for vf in (0, 1):
+            await b.csr_write(ctx, vf_reg(vf, "CONTROL"), 1 << CONTROL_COMMIT)
+        await b.poll(ctx, 0, "LOCATION", lambda w: (w & 1) == HOST, "VF 0 commit")
+        await b.poll(ctx, 1, "LOCATION", lambda w: (w & 1) == OFFLOAD, "VF 1 commit")
+        for vf in (0, 1):
+            assert await b.state(ctx, vf) == S.RUNNING
+            assert (await b.status(ctx, vf))["error"] == 0
+            await b.check_image(ctx, vf)
+        assert await b.reg(ctx, 0, "MIGRATIONS") == 2
+        assert await b.reg(ctx, 1, "MIGRATIONS") == 1
+
+    run(TWO_WAY, scenario, seed=5)
+
+
+@pytest.mark.xfail(strict=True, reason="hdl/system.py sends REQUESTED_STATE writes to both "
+                   "engines: during the commit handshake both say `here`, the source "
+                   "refuses with BUSY and the target walks the request anyway")
+def test_a_request_during_the_commit_handshake_is_refused_or_done_not_both():
+    """A request written a few cycles after COMMIT: either it is refused (BUSY, and the VF
+    ends RUNNING at its new place) or it is carried out without an error, never both."""
+    outcomes = []
+
+    async def scenario(ctx, b: Bench):
+        for delay in range(14):
+            src = (await b.location(ctx, 0))[0]
+            await b.request(ctx, 0, S.STOP_COPY)
+            await b.request(ctx, 0, S.STOP)
+            await b.csr_write(ctx, vf_reg(0, "CONTROL"), 1 << CONTROL_COMMIT)
+            await b.tick(ctx, delay)
+            await b.csr_write(ctx, vf_reg(0, "REQUESTED_STATE"), S.STOP)
+            refused = (await b.status(ctx, 0))["error"] == ErrorCode.BUSY
+            await b.poll(ctx, 0, "LOCATION", lambda w, s=src: (w & 1) != s, "the commit")
+            await b.wait_not_busy(ctx, 0, "the late request")
+            state = await b.state(ctx, 0)
+            outcomes.append((delay, refused, state.name))
+            assert state == (S.RUNNING if refused else S.STOP), outcomes
+            await b.request(ctx, 0, S.RUNNING)
+            await b.clear_error(ctx, 0)
+
+    run(CONFIG, scenario)
