@@ -46,7 +46,11 @@ class MigEngine(wiring.Component):
 
     Members
     -------
-    ctl_vf, ctl_state_we, ctl_state, ctl_commit, ctl_clear : In   control (pulses)
+    ctl_vf, ctl_state_we, ctl_state, ctl_commit : In   control (pulses)
+    ctl_status, walk_status : Out(stream of status_layout)   STATUS.error/reason updates
+        for a VF: ``ctl_status`` answers a control write at once (accepted, invalid,
+        busy), ``walk_status`` reports how a walk ended (rejected, aborted, timeout).
+        The system keeps the per-VF STATUS so that it follows the VF across devices.
     rd_vf : In; rd : Out(view of ``readback_layout``)             per-VF registers
     here : Out(n_vfs)     the VF is served by this device; ``slot_of`` its slot
     outgoing : Out(n_vfs) the VF is migrating away (while both engines say ``here`` during
@@ -67,15 +71,18 @@ class MigEngine(wiring.Component):
         self.n_slots = n_slots
         vf_bits, slot_bits = bits_for(n_vfs), bits_for(n_slots)
         self.readback_layout = data.StructLayout({
-            "here": 1, "state": 3, "requested": 3, "slot": 8, "error": 4, "reason": 4,
+            "here": 1, "state": 3, "requested": 3, "slot": 8,
             "busy": 1, "migrating": 1, "converged": 1, "ready": 1,
             "initial_bytes": 32, "dirty_bytes": 32, "rounds": 8, "words": 32})
+        self.status_layout = data.StructLayout({"vf": vf_bits, "error": 4, "reason": 4})
         self.done_layout = data.StructLayout({
             "vf": vf_bits, "committed": 1, "rounds": 8, "words": 32})
         count_bits = bits_for(lay.n_blocks + 1)
         super().__init__({
             "ctl_vf": In(vf_bits), "ctl_state_we": In(1), "ctl_state": In(3),
-            "ctl_commit": In(1), "ctl_clear": In(1),
+            "ctl_commit": In(1),
+            "ctl_status": Out(stream.Signature(self.status_layout, always_ready=True)),
+            "walk_status": Out(stream.Signature(self.status_layout, always_ready=True)),
             "rd_vf": In(vf_bits), "rd": Out(self.readback_layout),
             "here": Out(n_vfs), "hold": Out(n_vfs), "outgoing": Out(n_vfs),
             "slot_of": Out(data.ArrayLayout(slot_bits, n_vfs)),
@@ -124,8 +131,6 @@ class MigEngine(wiring.Component):
         here = table("here", 1, lambda v: int(starts_here))          # served from this device
         slot = table("slot", slot_bits, lambda v: v if starts_here else 0)
         requested = table("requested", 3, lambda v: int(S.RUNNING))
-        error = table("error", 4, lambda v: 0)
-        reason = table("reason", 4, lambda v: 0)
 
         # ---- next-hop ROM resolved for the device's flags (DESIGN §4 multi-step rule)
         hop_rom = Array(Const(int(next_state(S(c), S(t), cfg.flags)) if c and t else 0, 3)
@@ -221,8 +226,14 @@ class MigEngine(wiring.Component):
                          self.done.payload.words.eq(copier.words_sent)]
             m.d.sync += [src_active.eq(0), switched.eq(0)]
 
-        def fail(vf, code, why=Reason.NONE):
-            m.d.sync += [error[vf].eq(code), reason[vf].eq(why)]
+        def fail(vf, code, why=Reason.NONE, port=None):
+            """Report STATUS.error/reason for ``vf`` (the walk's port unless given)."""
+            port = port if port is not None else self.walk_status
+            m.d.comb += [port.valid.eq(1), port.payload.vf.eq(vf),
+                         port.payload.error.eq(code), port.payload.reason.eq(why)]
+
+        def answer(code):
+            fail(self.ctl_vf, code, port=self.ctl_status)
 
         # ---- the walker: one VFIO request at a time, arc by arc
         cur = state[wvf]
@@ -230,9 +241,6 @@ class MigEngine(wiring.Component):
         m.d.comb += nxt.eq(hop_rom[cur * 8 + wtarget])
         mine = src_active & (src_vf == wvf)
         ctl_here = here[self.ctl_vf]
-
-        with m.If(self.ctl_clear & ctl_here):
-            fail(self.ctl_vf, ErrorCode.NONE)
 
         with m.FSM(name="walker"):
             with m.State("IDLE"):
@@ -244,11 +252,11 @@ class MigEngine(wiring.Component):
                     with m.If(self.ctl_state == state[self.ctl_vf]):
                         m.d.sync += requested[self.ctl_vf].eq(self.ctl_state)
                     with m.Elif((self.ctl_state == S.ERROR) | (target_hop == S.ERROR)):
-                        fail(self.ctl_vf, ErrorCode.INVALID_TRANSITION)
+                        answer(ErrorCode.INVALID_TRANSITION)
                     with m.Else():
                         m.d.sync += [wvf.eq(self.ctl_vf), wtarget.eq(self.ctl_state),
                                      requested[self.ctl_vf].eq(self.ctl_state)]
-                        fail(self.ctl_vf, ErrorCode.NONE)
+                        answer(ErrorCode.NONE)
                         m.next = "STEP"
                 with m.Elif(self.ctl_commit & ctl_here):
                     with m.If(src_active & (src_vf == self.ctl_vf) & switched
@@ -256,7 +264,7 @@ class MigEngine(wiring.Component):
                         m.d.sync += wvf.eq(self.ctl_vf)
                         m.next = "SEND_COMMIT"
                     with m.Else():
-                        fail(self.ctl_vf, ErrorCode.COMMIT_REFUSED)
+                        answer(ErrorCode.COMMIT_REFUSED)
 
             with m.State("STEP"):
                 m.d.comb += walker_busy.eq(1)
@@ -315,12 +323,12 @@ class MigEngine(wiring.Component):
                     m.next = "IDLE"
 
             with m.State("DRAIN"):
-                # Hold the VF's requests, stop the pre-copy at a chunk boundary, and wait
-                # for the request in service to finish.
-                m.d.comb += [walker_busy.eq(1), copier.stop.eq(1)]
+                # Hold the VF's requests, stop its pre-copy (not another VF's) at a chunk
+                # boundary, and wait for the request in service to finish.
+                m.d.comb += [walker_busy.eq(1), copier.stop.eq(mine)]
                 m.d.sync += draining.eq(1)
                 with m.If(draining & self.idle.bit_select(slot[wvf], 1)
-                          & ~copier.busy):
+                          & ~(mine & copier.busy)):
                     with m.If(arc_next == S.STOP):
                         m.d.sync += [state[wvf].eq(S.STOP), draining.eq(0)]
                         m.next = "STEP"
@@ -390,9 +398,9 @@ class MigEngine(wiring.Component):
                                  requested[wvf].eq(S.RUNNING), draining.eq(0)]
                     m.next = "STEP"
 
-        # A request arriving while the walker is busy is refused, not queued.
-        with m.If(walker_busy & self.ctl_state_we & ctl_here):
-            fail(self.ctl_vf, ErrorCode.BUSY)
+        # A request or commit arriving while the walker is busy is refused, not queued.
+        with m.If(walker_busy & (self.ctl_state_we | self.ctl_commit) & ctl_here):
+            answer(ErrorCode.BUSY)
 
         # ---- the receiver: dispatch messages by type to the target or source role
         hdr = Signal(32)
@@ -515,7 +523,6 @@ class MigEngine(wiring.Component):
                                 # its pending interrupts replay once (irq_hold falls).
                                 m.d.sync += [state[tgt_vf].eq(S.RUNNING), here[tgt_vf].eq(1),
                                              requested[tgt_vf].eq(S.RUNNING),
-                                             error[tgt_vf].eq(0), reason[tgt_vf].eq(0),
                                              tgt_active.eq(0)]
                                 send_reply(MsgType.COMMIT_ACK, tgt_slot)
                             with m.Elif(for_target):
@@ -567,8 +574,8 @@ class MigEngine(wiring.Component):
         m.d.comb += [
             self.rd.here.eq(here[rv]), self.rd.state.eq(state[rv]),
             self.rd.requested.eq(requested[rv]), self.rd.slot.eq(slot[rv]),
-            self.rd.error.eq(error[rv]), self.rd.reason.eq(reason[rv]),
-            self.rd.busy.eq(walker_busy & (wvf == rv)),
+            # One walker per device: busy means a request written now would be refused.
+            self.rd.busy.eq(walker_busy),
             self.rd.migrating.eq(rd_mine | (src_opening & (src_vf == rv))),
             self.rd.converged.eq(rd_mine & copier.converged),
             self.rd.ready.eq(rd_mine & switched & (state[rv] == S.STOP)),

@@ -124,14 +124,22 @@ class System(wiring.Component):
             return Array(Signal(width, name=f"{name}_{v}") for v in range(n_vfs))
         downtime, rounds, words = per_vf("downtime", 32), per_vf("rounds", 8), per_vf("words", 32)
         committed, aborted = per_vf("committed", 16), per_vf("aborted", 16)
-        was_held = Signal(n_vfs)
-        m.d.sync += was_held.eq(host.hold | offload.hold)
+        # Downtime: from the cycle the router holds the VF to the cycle its unit can serve
+        # it again at its (new) place — after the hold, the target may still be replaying
+        # the VF's pending interrupts.
+        down = Signal(n_vfs)
         for v in range(n_vfs):
             now_held = host.hold[v] | offload.hold[v]
-            with m.If(now_held & ~was_held[v]):
-                m.d.sync += downtime[v].eq(1)
-            with m.Elif(now_held):
-                m.d.sync += downtime[v].eq(downtime[v] + 1)
+            unit_idle = Mux(at_offload[v],
+                            units[Device.OFFLOAD].idle.bit_select(offload.slot_of[v], 1),
+                            units[Device.HOST].idle.bit_select(host.slot_of[v], 1))
+            with m.If(now_held & ~down[v]):
+                m.d.sync += [down[v].eq(1), downtime[v].eq(1)]
+            with m.Elif(down[v]):
+                with m.If(now_held | ~unit_idle):
+                    m.d.sync += downtime[v].eq(downtime[v] + 1)
+                with m.Else():
+                    m.d.sync += down[v].eq(0)
         for engine in engines.values():
             done = engine.done
             m.d.comb += done.ready.eq(1)
@@ -153,18 +161,32 @@ class System(wiring.Component):
         is_vf = (addr >= VF_BASE) & (vf_index < n_vfs)
         reg = addr[:VF_STRIDE.bit_length() - 1]
         csr_vf = vf_index[:vf_bits]
-        for engine in engines.values():
+        csr_at_offload = at_offload.bit_select(csr_vf, 1)
+        for dev, engine in engines.items():
+            # Control goes only to the engine that owns the VF: during the commit handshake
+            # both engines have it, and a request must not act twice.
+            owner = is_vf & (csr_at_offload if dev == Device.OFFLOAD else ~csr_at_offload)
+            write = self.csr_we & owner
             m.d.comb += [
                 engine.ctl_vf.eq(csr_vf), engine.rd_vf.eq(csr_vf),
                 engine.ctl_state.eq(self.csr_wdata[:3]),
-                engine.ctl_state_we.eq(self.csr_we & is_vf & (reg == VF["REQUESTED_STATE"])),
-                engine.ctl_commit.eq(self.csr_we & is_vf & (reg == VF["CONTROL"])
+                engine.ctl_state_we.eq(write & (reg == VF["REQUESTED_STATE"])),
+                engine.ctl_commit.eq(write & (reg == VF["CONTROL"])
                                      & self.csr_wdata[CONTROL_COMMIT]),
-                engine.ctl_clear.eq(self.csr_we & is_vf & (reg == VF["CONTROL"])
-                                    & self.csr_wdata[CONTROL_CLEAR_ERROR]),
             ]
+        # STATUS.error/reason per VF, here rather than in an engine, so that it follows the
+        # VF from device to device (a refusal in the commit-handshake cycle is not lost).
+        error, reason = per_vf("error", 4), per_vf("reason", 4)
+        with m.If(self.csr_we & is_vf & (reg == VF["CONTROL"])
+                  & self.csr_wdata[CONTROL_CLEAR_ERROR]):
+            m.d.sync += [error[csr_vf].eq(0), reason[csr_vf].eq(0)]
+        for engine in engines.values():
+            for port in (engine.walk_status, engine.ctl_status):
+                with m.If(port.valid):
+                    m.d.sync += [error[port.payload.vf].eq(port.payload.error),
+                                 reason[port.payload.vf].eq(port.payload.reason)]
         rd = Signal.like(host.rd)
-        with m.If(at_offload.bit_select(csr_vf, 1)):
+        with m.If(csr_at_offload):
             m.d.comb += rd.eq(offload.rd)
         with m.Else():
             m.d.comb += rd.eq(host.rd)  # the host answers for VFs in flight to nowhere
@@ -180,7 +202,7 @@ class System(wiring.Component):
                     m.d.comb += rdata.eq(at_offload.bit_select(csr_vf, 1) | (rd.slot << 8)
                                          | (rd.migrating << LOCATION_MIGRATING))
                 with m.Case(VF["STATUS"]):
-                    m.d.comb += rdata.eq(Cat(rd.error, rd.reason, rd.busy, rd.converged,
+                    m.d.comb += rdata.eq(Cat(error[csr_vf], reason[csr_vf], rd.busy, rd.converged,
                                              rd.ready))
                 with m.Case(VF["PRECOPY_INITIAL_BYTES"]):
                     m.d.comb += rdata.eq(rd.initial_bytes)

@@ -233,8 +233,12 @@ class VFUnit(wiring.Component):
         # ------------------------------------------------------------ dirty tracking
         n_blocks = lay.n_blocks
         block_shift = lay.block_words.bit_length() - 1
+        # A decoder, not `1 << block`: a shift by a wide value makes a 2**addr_bits-bit
+        # intermediate that takes Amaranth minutes to elaborate for large images.
         mark = Signal(n_blocks)
-        m.d.comb += mark.eq(Mux(wr_en, Const(1, n_blocks) << (wr_off >> block_shift), 0))
+        write_block = wr_off[block_shift:]
+        for block in range(n_blocks):
+            m.d.comb += mark[block].eq(wr_en & (write_block == block))
         read_mask = Signal(n_blocks)
         for word in range(lay.dirty_words):
             lo, hi = 32 * word, min(32 * word + 32, n_blocks)

@@ -42,8 +42,9 @@ VF_REGS = (
              "read: the last accepted request"),
     Register("LOCATION", 0x08, "RO", "[0] device (0 host, 1 offload), [15:8] slot, "
                                      "[16] a migration of this VF is in progress"),
-    Register("STATUS", 0x0C, "RO", "[3:0] error (ErrorCode), [7:4] protocol reason, [8] busy "
-                                   "walking arcs, [9] pre-copy converged, [10] ready to commit"),
+    Register("STATUS", 0x0C, "RO", "[3:0] error (ErrorCode), [7:4] protocol reason, [8] busy: "
+                                   "the VF's device is walking a request (a new one would be "
+                                   "refused), [9] pre-copy converged, [10] ready to commit"),
     Register("CONTROL", 0x10, "WO", "bit 0 COMMIT (in STOP after STOP_COPY), "
                                     "bit 1 CLEAR_ERROR"),
     Register("PRECOPY_INITIAL_BYTES", 0x14, "RO", "VFIO precopy info: initial bytes left"),

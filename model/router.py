@@ -199,14 +199,15 @@ class GoldenRouter:
         self.last_cycle = 0
 
     # ------------------------------------------------------------------ helpers
-    def _fail(self, text: str) -> None:
+    def fail(self, text: str) -> None:
+        """Record one violation (the bench reports its own checks here too)."""
         self.totals.mismatches += 1
         if len(self.messages) < self.max_messages:
             self.messages.append(text)
 
     def _time(self, cycle: int) -> None:
         if cycle < self.last_cycle:
-            self._fail(f"cycle {cycle}: event out of time order (after cycle {self.last_cycle})")
+            self.fail(f"cycle {cycle}: event out of time order (after cycle {self.last_cycle})")
         self.last_cycle = max(self.last_cycle, cycle)
 
     def outstanding(self, vf: int | None = None) -> int:
@@ -237,18 +238,18 @@ class GoldenRouter:
         what = f"cycle {cycle}: device {device} slot {slot} got VF {vf} tag {tag}"
         queue = self._undispatched.get(vf)
         if not queue:
-            self._fail(f"{what}: no such request is waiting (duplicate or invented)")
+            self.fail(f"{what}: no such request is waiting (duplicate or invented)")
             return
         pending = queue.popleft()
         got = RouterRequest(vf, op, addr, data, tag)
         if got != pending.req:
-            self._fail(f"{what}: {got} is not the VF's oldest waiting request {pending.req} "
+            self.fail(f"{what}: {got} is not the VF's oldest waiting request {pending.req} "
                        f"(order, or payload corrupted)")
         if self.table.held(vf):
-            self._fail(f"{what}: the VF is held")
+            self.fail(f"{what}: the VF is held")
         where = self.table.location(vf)
         if where != (device, slot):
-            self._fail(f"{what}: the table places the VF at {where}")
+            self.fail(f"{what}: the table places the VF at {where}")
         pending.dispatched, pending.device, pending.slot = cycle, device, slot
         self.totals.dispatched[device] += 1
         self._at_device.setdefault((device, vf), deque()).append(pending)
@@ -259,12 +260,12 @@ class GoldenRouter:
         self._time(cycle)
         queue = self._at_device.get((device, vf))
         if not queue:
-            self._fail(f"cycle {cycle}: device {device} answered VF {vf} tag {tag} without a "
+            self.fail(f"cycle {cycle}: device {device} answered VF {vf} tag {tag} without a "
                        f"request (test device bug)")
             return
         pending = queue.popleft()
         if pending.req.tag != tag:
-            self._fail(f"cycle {cycle}: device {device} answered VF {vf} tag {tag}, expected "
+            self.fail(f"cycle {cycle}: device {device} answered VF {vf} tag {tag}, expected "
                        f"tag {pending.req.tag} (test device bug)")
         pending.device_answer = (data, error)
 
@@ -274,19 +275,19 @@ class GoldenRouter:
         what = f"cycle {cycle}: response {resp}"
         queue = self._open.get(resp.vf)
         if not queue:
-            self._fail(f"{what}: the VF has no request waiting for a response "
+            self.fail(f"{what}: the VF has no request waiting for a response "
                        f"(duplicate, or delivered to the wrong VF)")
             return
         pending = queue.popleft()
         self.totals.responses += 1
         if resp.tag != pending.req.tag:
-            self._fail(f"{what}: expected tag {pending.req.tag} of {pending.req} (per-VF order, "
+            self.fail(f"{what}: expected tag {pending.req.tag} of {pending.req} (per-VF order, "
                        f"or delivered to the wrong VF)")
         if pending.dispatched is not None:
             if pending.device_answer is None:
-                self._fail(f"{what}: {pending.req} is still inside device {pending.device}")
+                self.fail(f"{what}: {pending.req} is still inside device {pending.device}")
             elif (resp.data, resp.error) != pending.device_answer:
-                self._fail(f"{what}: device {pending.device} answered "
+                self.fail(f"{what}: device {pending.device} answered "
                            f"(data, error)={pending.device_answer}")
             self.totals.device_errors += resp.error
             return
@@ -296,14 +297,14 @@ class GoldenRouter:
             if undispatched and undispatched[0] is pending:
                 undispatched.popleft()
             else:
-                self._fail(f"{what}: bookkeeping: {pending.req} not at the head of its queue")
+                self.fail(f"{what}: bookkeeping: {pending.req} not at the head of its queue")
         self.totals.router_errors += 1
         if (resp.data, resp.error) != (0, 1):
-            self._fail(f"{what}: {pending.req} never reached a device, so only a router error "
+            self.fail(f"{what}: {pending.req} never reached a device, so only a router error "
                        f"(data=0, error=1) is possible")
         elif self.table.known(resp.vf) and not self._error_was_legal(resp.vf, pending.accepted,
                                                                        cycle):
-            self._fail(f"{what}: router error for VF {resp.vf}, which was placed or held in "
+            self.fail(f"{what}: router error for VF {resp.vf}, which was placed or held in "
                        f"every cycle from {pending.accepted} to {cycle}")
 
     def _error_was_legal(self, vf: int, first: int, response_cycle: int) -> bool:
@@ -336,7 +337,7 @@ class GoldenRouter:
             where = ("never dispatched" if pending.dispatched is None else
                      f"dispatched to device {pending.device} slot {pending.slot} in cycle "
                      f"{pending.dispatched}")
-            self._fail(f"lost: {pending.req} accepted in cycle {pending.accepted}, {where}")
+            self.fail(f"lost: {pending.req} accepted in cycle {pending.accepted}, {where}")
         self.totals.mismatches += max(0, len(lost) - 10)
         self.totals.lost = len(lost)
         for queue in self._open.values():

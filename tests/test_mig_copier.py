@@ -102,7 +102,6 @@ class CopierEnv:
     # -- the per-cycle model
     async def process(self, ctx):
         dut, lay = self.dut, self.layout
-        bits_per_word = 32
         async for _, _, rd_en, rd_slot, rd_word, clear, desc_valid, desc_ready, desc, \
                 data_valid, data_ready, done_valid, tx_valid, tx_ready, tx in ctx.tick().sample(
                     dut.dirty_rd_en, dut.dirty_rd_slot, dut.dirty_rd_word, dut.dirty_clear,
@@ -118,7 +117,7 @@ class CopierEnv:
                 self.pending_marks.clear()
             if rd_en:
                 self.dirty_reads.append((rd_slot, rd_word))
-                base = rd_word * bits_per_word
+                base = rd_word * 32
                 word = sum(1 << (b - base) for b in self.bitmap if base <= b < base + 32)
                 self.bitmap -= {b for b in self.bitmap if base <= b < base + 32}
                 ctx.set(dut.dirty_rd_bits, word if rd_slot == SLOT else 0)

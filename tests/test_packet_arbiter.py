@@ -34,7 +34,7 @@ class Bench:
         self.rng, self.idle_prob, self.backpressure = rng, idle_prob, backpressure
         self.cycle = 0
         self.offered: dict[tuple[int, int], int] = {}   # (input, packet) -> first offer cycle
-        self.out: list[tuple[int, int, int, int]] = []  # (cycle, word, last, 0) per beat
+        self.out: list[tuple[int, int, int]] = []  # (cycle, word, last) per accepted beat
         self.stall_violations: list[str] = []
         self.total = sum(map(sum, packets))
 
@@ -70,7 +70,7 @@ class Bench:
                     f"withdrawn or changed (valid={valid}, now {(word, last)})")
             stalled = (word, last) if valid and not ready else None
             if valid and ready:
-                self.out.append((self.cycle, word, last, 0))
+                self.out.append((self.cycle, word, last))
             self.cycle += 1
             assert self.cycle < 20_000, "arbiter stopped moving beats"
 
@@ -82,7 +82,7 @@ class Bench:
     def output_packets(self) -> list[tuple[int, int, int, int]]:
         """(input, packet, first cycle, beats) per output packet; fails on interleaving."""
         packets, current = [], None
-        for cycle, word, last, _ in self.out:
+        for cycle, word, last in self.out:
             source, number, beat = split_word(word)
             if current is None:
                 assert beat == 0, f"packet {source}.{number} starts at beat {beat}"
@@ -130,7 +130,7 @@ def test_round_robin_under_full_load():
     packets = [[rng.randint(1, 5) for _ in range(8)] for _ in range(3)]
     bench = Bench(3, packets, rng).run()
     order = [source for source, _, _, _ in check_complete(bench)]
-    assert all(b == (a + 1) % 3 for a, b in zip(order, order[1:])), order
+    assert all(b == (a + 1) % 3 for a, b in zip(order, order[1:], strict=False)), order
 
 
 def test_no_input_waits_more_than_one_packet_per_other_input():
@@ -140,7 +140,7 @@ def test_no_input_waits_more_than_one_packet_per_other_input():
     packets = [[rng.randint(1, 4) for _ in range(15)] for _ in range(4)]
     bench = Bench(4, packets, rng, idle_prob=0.5, backpressure=0.2).run()
     out = check_complete(bench)
-    for index, (source, number, start, _) in enumerate(out):
+    for index, (source, number, _, _) in enumerate(out):
         offered = bench.offered[(source, number)]
         overtaken = [s for s, _, c, _ in out[:index] if c >= offered]
         assert len(overtaken) <= 3 and len(set(overtaken)) == len(overtaken), (
