@@ -196,8 +196,9 @@ def format_table(points: list[dict]) -> str:
                      f"{p.get('precopy_rounds', 0):>6} {p.get('precopy_total_cycles', 0):>7} | "
                      f"{p['stopcopy_downtime']:>9} {p.get('stopcopy_total_cycles', 0):>7} | "
                      f"{downtime_ratio(p):>5.1f}x")
-    lines.append("downtime: cycles the VF's requests were held (DOWNTIME register); total: "
-                 "cycles from the first VFIO request to RUNNING at the offload device")
+    lines.append("downtime: cycles from the VF's hold to serving again at its new place "
+                 "(DOWNTIME register); total: cycles from the first VFIO request to RUNNING "
+                 "at the offload device")
     return "\n".join(lines)
 
 
