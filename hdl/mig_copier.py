@@ -111,6 +111,16 @@ class MigCopier(wiring.Component):
             m.d.sync += [chunk_offset.eq(off), chunk_length.eq(length), desc_pending.eq(1)]
             m.next = "CHUNK_HEADER"
 
+        def after_chunk():
+            """Back to the pass the chunk belongs to."""
+            with m.Switch(phase):
+                with m.Case(FULL_PRE, FULL_ONLY, RESID_FULL):
+                    m.next = "FULL_NEXT"
+                with m.Case(DIRTY_PRE, RESID):
+                    m.next = "SCAN_BITS"
+                with m.Default():
+                    m.next = "IDLE"
+
         def header(type_, length=0, reason=0):
             return Const(pack_header(type_, 0, length, 0), 32) | (self.vf << 8) | (reason << 4)
 
@@ -229,16 +239,19 @@ class MigCopier(wiring.Component):
                     with m.If(phase == FULL_PRE):
                         m.d.sync += self.initial_left.eq(self.initial_left - chunk_length)
                     m.next = "CHUNK_DONE"
+                with m.Elif(self.rd_done.valid & ~self.rd_data.valid):
+                    # The DMA refused the descriptor (no beats come): end the message early,
+                    # so the target sees a short STATE_DATA (a length error) and refuses the
+                    # image at SWITCHOVER, instead of this copier waiting forever.
+                    m.next = "CHUNK_TRUNCATE"
+            with m.State("CHUNK_TRUNCATE"):
+                m.d.comb += [self.busy.eq(1), self.tx.valid.eq(1), self.tx.payload.last.eq(1)]
+                with m.If(self.tx.ready):
+                    after_chunk()
             with m.State("CHUNK_DONE"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(self.rd_done.valid):
-                    with m.Switch(phase):
-                        with m.Case(FULL_PRE, FULL_ONLY, RESID_FULL):
-                            m.next = "FULL_NEXT"
-                        with m.Case(DIRTY_PRE, RESID):
-                            m.next = "SCAN_BITS"
-                        with m.Default():
-                            m.next = "IDLE"
+                    after_chunk()
 
             # ROUND_END: header, round | blocks << 8, then the dirty blocks left.
             with m.State("ROUND_END_HEADER"):

@@ -518,9 +518,6 @@ def test_dma_error_is_sticky_until_the_next_start():
     assert env.summary()[:3] == full_pass(LAYOUT)
 
 
-@pytest.mark.xfail(strict=True, reason="hdl/mig_copier.py CHUNK_DATA waits for the refused "
-                   "descriptor's beats forever (the DMA sends none, only a bounds_error "
-                   "status); unreachable in System, whose DMA max_chunk covers every chunk")
 def test_a_refused_read_descriptor_does_not_hang_the_copier():
     dut = make()
     env = CopierEnv(dut, random.Random(10), bounds_error={1})
