@@ -47,6 +47,8 @@ BLOCKS: tuple[Block, ...] = (
           lambda cls, c: cls(c.layout, c.host_slots, c.n_vfs, c.chunk_words,
                              c.precopy_threshold_blocks, c.max_precopy_rounds),
           lambda c: {**_host_params(c), "n_vfs": c.n_vfs, "chunk_words": c.chunk_words}),
+    Block("router", "hdl.router", "Router", lambda cls, c: cls.for_system(c),
+          lambda c: {"config": c.to_dict()}),
     Block("mig_engine", "hdl.mig_engine", "MigEngine",
           lambda cls, c: cls(c, Device.HOST),
           lambda c: {"config": c.to_dict(), "device": Device.HOST.label}),

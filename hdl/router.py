@@ -151,10 +151,12 @@ class Router(wiring.Component):
       direct one for the same target (it is older); the loser of a direct request is
       queued, not stalled.
     * In-flight rule, so responses of one VF stay in order when it moves: a request of ``v``
-      goes to target T only when ``in_flight[v] == 0`` or its in-flight requests are at T
-      (devices answer in request order) and ``in_flight[v] < max_in_flight``. After a
-      RELEASE at another device, the queue drains once every response from the old device
-      came back.
+      goes to target T (a device, or the error path) only when ``in_flight[v] == 0``, or
+      when its in-flight requests are all at T (devices answer in request order) and
+      ``in_flight[v] < max_in_flight``. So after a RELEASE (or PLACE) at another device,
+      the VF's queue drains once every response from the old device came back.
+    * A RELEASE accepted in cycle ``t``: the VF's queue head can be offered from ``t + 1``
+      (in-flight rule permitting), then one entry per cycle as the round robin allows.
     * ``dev_req[d]`` may withdraw a request (valid falls, or the payload changes, with no
       transfer): a request offered to a device that does not take it (for example a
       quiesced slot of a VFUnit, whose ready depends on the payload's slot) is queued
@@ -167,6 +169,11 @@ class Router(wiring.Component):
     * Per VF: responses on ``resp`` come in the order the requests were accepted on ``req``;
       queued requests are never dropped; a held VF's queue waits for RELEASE (a VF that is
       held and not placed waits too: RELEASE places it).
+
+    Resources: the queues are one memory of ``n_vfs * queue_depth`` entries of
+    {op, addr, data, tag} with one write and one asynchronous read port (LUT RAM); per VF a
+    few registers (location, two queue pointers, in-flight count and target); a 4-entry
+    error FIFO.
     """
 
     def __init__(self, n_vfs: int, *, n_devices: int = 2,

@@ -107,7 +107,8 @@ class RouterTable:
         return 0 <= vf < self.n_vfs
 
     def valid_location(self, device: int, slot: int) -> bool:
-        return 0 <= device < len(self.slots_per_device) and 0 <= slot < self.slots_per_device[device]
+        devices = self.slots_per_device
+        return 0 <= device < len(devices) and 0 <= slot < devices[device]
 
     def apply(self, cmd: RouterCommand) -> bool:
         if not self.known(cmd.vf):

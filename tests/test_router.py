@@ -117,15 +117,17 @@ def run_bench(bench: RouterBench, max_cycles: int, *, during=None) -> None:
     hung = bench.busy()
     totals = bench.model.finish()
     assert not bench.model.messages, "\n".join(bench.model.messages[:10])
-    problems = bench.final_checks()
+    problems = bench.final_checks(totals)
     assert not problems, "\n".join(problems)
     assert not hung, f"not done after {max_cycles} cycles: {totals.to_dict()}"
     assert totals.mismatches == 0 and totals.lost == 0
 
 
 def placed_bench(cfg: RouterConfig, seed: int, unplaced=(), **kwargs) -> RouterBench:
-    bench = RouterBench(cfg, seed, **kwargs)
-    bench.commands.extend((0, cmd) for cmd in placement_commands(cfg, unplaced))
+    """A bench whose first request comes after every VF (but ``unplaced``) was placed."""
+    placement = placement_commands(cfg, unplaced)
+    bench = RouterBench(cfg, seed, first_request_cycle=len(placement) + 1, **kwargs)
+    bench.commands.extend((0, cmd) for cmd in placement)
     return bench
 
 
@@ -190,26 +192,33 @@ def test_unknown_and_unplaced_vf_ids_get_errors():
 
 
 def test_hold_queues_in_order_and_others_flow():
-    """VF 0 held: its requests queue (and fill the queue: backpressure) while VF 1 keeps
-    being dispatched; RELEASE at another device drains VF 0 there, in order."""
+    """VF 0 (alone on device 0) held: its requests queue (and fill the queue:
+    backpressure) while VF 1 on device 1 keeps being dispatched; device 0 gets nothing
+    during the hold; RELEASE at device 1 drains VF 0 there, in order."""
     cfg = SMALL
-    bench = placed_bench(cfg, 3, idle_prob=0.0)
-    bench.commands.append((5, RouterCommand(RouterOp.HOLD, 0)))
+    # VF 0's slot stays open while it is held: only the router keeps its requests back.
+    # Devices that always take a request, so VF 0's requests are offered to device 0.
+    devices = [DeviceParams(latency=4, capacity=4, backpressure=0.0)] * 2
+    bench = placed_bench(cfg, 3, idle_prob=0.0, quiesce_prob=0.0, devices=devices)
+    start = bench.first_request_cycle
+    bench.commands.append((0, RouterCommand(RouterOp.PLACE, 1, 1, 0)))
+    bench.commands.append((start + 3, RouterCommand(RouterOp.HOLD, 0)))
     bench.commands.append((400, RouterCommand(RouterOp.RELEASE, 0, 1, 1)))
     traffic = Traffic(cfg, random.Random(3), unknown_prob=0.0)
     for i in range(60):
         bench.requests.append(traffic.request(0 if i % 3 == 0 else 1))
-    dispatched_during_hold = []
+    during_hold = []   # (dispatches to device 0, to device 1) in each held cycle
 
     def watch(b):
         if b.model.table.held(0):
-            dispatched_during_hold.append(sum(b.model.totals.dispatched))
+            during_hold.append(tuple(b.model.totals.dispatched))
     run_bench(bench, 3000, during=watch)
     flow = bench.flow.report()
     assert flow["queue_full_stalls"] > 0, flow
-    assert dispatched_during_hold[-1] - dispatched_during_hold[0] >= 5
+    assert during_hold[-1][0] == during_hold[0][0], "device 0 got requests of held VF 0"
+    assert during_hold[-1][1] - during_hold[0][1] >= 5
     assert bench.flow.windows[0]["others"] >= 5
-    assert bench.model.totals.dispatched[1] >= 15   # VF 0's requests went to device 1
+    assert bench.model.totals.dispatched[0] <= 3   # VF 0's later requests went to device 1
 
 
 def test_release_waits_for_the_old_device():
@@ -221,8 +230,9 @@ def test_release_waits_for_the_old_device():
                          quiesce_prob=0.0)
     traffic = Traffic(cfg, random.Random(4), unknown_prob=0.0)
     bench.requests.extend(traffic.request(0) for _ in range(12))
-    bench.commands.append((6, RouterCommand(RouterOp.HOLD, 0)))
-    bench.commands.append((8, RouterCommand(RouterOp.RELEASE, 0, 1, 0)))
+    start = bench.first_request_cycle
+    bench.commands.append((start + 5, RouterCommand(RouterOp.HOLD, 0)))
+    bench.commands.append((start + 7, RouterCommand(RouterOp.RELEASE, 0, 1, 0)))
     run_bench(bench, 1000)
     assert bench.model.totals.dispatched[0] >= 2 and bench.model.totals.dispatched[1] >= 2
 

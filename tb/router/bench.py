@@ -128,14 +128,15 @@ class RouterBench:
     """Drives the router harness for one test; see the module docstring.
 
     ``requests`` and ``commands`` are the stimulus queues: a request is offered (after
-    random idle cycles) as soon as it is first in line; a command ``(cycle, cmd)`` is
-    offered from ``cycle`` on. With ``quiesce_prob`` a HOLD also quiesces the VF's slot
-    (``quiesce_<d>`` of the harness) from the cycle it is offered, as the migration engine
-    quiesces the source slot, until the RELEASE; without, a held VF's slot stays open, so a
-    router that dispatched a held VF's request would be seen doing it. Callbacks ``on_accept(cycle, req)``, ``on_response(cycle, resp)``
-    and ``on_control(cycle, cmd)`` let a pyuvm monitor publish the transactions.
+    random idle cycles, not before ``first_request_cycle``) as soon as it is first in line;
+    a command ``(cycle, cmd)`` is offered from ``cycle`` on. With ``quiesce_prob`` a HOLD
+    also quiesces the VF's slot (``quiesce_<d>`` of the harness) from the cycle it is
+    offered, as the migration engine quiesces the source slot, until the RELEASE; without,
+    a held VF's slot stays open, so a router that dispatched a held VF's request would be
+    seen doing it.
 
-    ``sink`` receives the events (default: a fresh ``GoldenRouter``, also ``self.model``).
+    ``sink`` (kept as ``self.model``) receives the events: by default a fresh
+    ``GoldenRouter``; the pyuvm bench puts its monitor there, which publishes them.
     The bench keeps its own copy of the table (``self.table``) for quiesce, flow statistics
     and the per-cycle check of the status ports (held, placed, locations, ``requests``,
     ``ctl_errors``); ``last_out`` holds the outputs sampled at the last edge.
@@ -143,9 +144,11 @@ class RouterBench:
 
     def __init__(self, cfg: RouterConfig, seed: int, *, idle_prob: float = 0.2,
                  resp_backpressure: float = 0.2, devices: list[DeviceParams] | None = None,
-                 quiesce_prob: float = 0.5, check_status: bool = True, sink=None):
+                 quiesce_prob: float = 0.5, check_status: bool = True, sink=None,
+                 first_request_cycle: int = 0):
         self.cfg = cfg
         self.check_status = check_status
+        self.first_request_cycle = first_request_cycle
         self.rng = random.Random(seed)
         self.idle_prob, self.resp_backpressure = idle_prob, resp_backpressure
         self.quiesce_prob = quiesce_prob
@@ -164,14 +167,13 @@ class RouterBench:
         self.model = sink if sink is not None else GoldenRouter(cfg.n_vfs, cfg.slots_per_device,
                                                                 cfg.tag_bits)
         self.table = RouterTable(cfg.n_vfs, cfg.slots_per_device)
-        self.accepted = self.refused = 0
+        self.accepted = self.responded = self.refused = 0
         self.last_out: dict[str, int] = {}
         self.problems: list[str] = []  # status-port mismatches
         self.requests: deque[RouterRequest] = deque()
         self.commands: deque[tuple[int, RouterCommand]] = deque()
         self.cycle = 0
         self.flow = FlowStats()
-        self.on_accept = self.on_response = self.on_control = None
         self._req: RouterRequest | None = None
         self._ctl: RouterCommand | None = None
         self._resp_ready = 1
@@ -221,8 +223,6 @@ class RouterBench:
             if out["req__ready"]:
                 model.accept(cycle, self._req)
                 self.accepted += 1
-                if self.on_accept:
-                    self.on_accept(cycle, self._req)
                 self._req = None
             else:
                 self.flow.req_stall_cycles += 1
@@ -246,8 +246,7 @@ class RouterBench:
             f = unpack(self.resp_layout, out["resp__payload"])
             resp = RouterResponse(f["vf"], f["tag"], f["data"], f["error"])
             model.response(cycle, resp)
-            if self.on_response:
-                self.on_response(cycle, resp)
+            self.responded += 1
         if self._ctl is not None and out["ctl__ready"]:
             self._control(cycle, self._ctl)
             self._ctl = None
@@ -285,8 +284,6 @@ class RouterBench:
         was_held = table.held(cmd.vf)
         self.refused += not table.apply(cmd)
         self.model.control(cycle, cmd)
-        if self.on_control:
-            self.on_control(cycle, cmd)
         now_held = table.held(cmd.vf)
         if now_held and not was_held:
             self._open_windows[cmd.vf] = {"vf": cmd.vf, "start": cycle,
@@ -300,12 +297,11 @@ class RouterBench:
             if where is not None:
                 self._quiesce[where[0]][where[1]] -= 1
 
-    def final_checks(self) -> list[str]:
+    def final_checks(self, totals=None) -> list[str]:
         """After the bench went idle and ran ``SETTLE`` more cycles (so the sampled counters
         include the last handshakes): status problems, and the counters at rest (queues
-        empty, ``requests``/``error_responses``/``queued_requests`` against the model)."""
+        empty; with the model's ``totals``, ``error_responses`` and ``queued_requests``)."""
         out, problems = self.last_out, list(self.problems)
-        totals = getattr(self.model, "totals", None)
         if out.get("queued_total", 0) != 0:
             problems.append(f"queued_total {out['queued_total']} at rest")
         if totals is not None and self.check_status:
@@ -320,8 +316,8 @@ class RouterBench:
     def _plan(self) -> None:
         """Choose the inputs of the coming cycle."""
         cycle, rng = self.cycle, self.rng
-        if self._req is None and self.requests and not (self.idle_prob
-                                                        and rng.random() < self.idle_prob):
+        if (self._req is None and self.requests and cycle >= self.first_request_cycle
+                and not (self.idle_prob and rng.random() < self.idle_prob)):
             self._req = self.requests.popleft()
         if self._ctl is None and self.commands and self.commands[0][0] <= cycle:
             _, self._ctl = self.commands.popleft()
@@ -338,10 +334,19 @@ class RouterBench:
             dev.plan(cycle)
 
     # ---------------------------------------------------------------- state
+    def not_accepted(self, vf: int) -> int:
+        """Requests of ``vf`` still in ``requests`` or being offered."""
+        return (sum(r.vf == vf for r in self.requests)
+                + int(self._req is not None and self._req.vf == vf))
+
+    def busy_control(self) -> bool:
+        """A command is being offered on ``ctl``."""
+        return self._ctl is not None
+
     def busy(self) -> bool:
         """Stimulus left to send, or requests still unanswered."""
         return bool(self.requests or self._req or self.commands or self._ctl
-                    or self.model.outstanding() or any(d.inside for d in self.devices))
+                    or self.accepted != self.responded or any(d.inside for d in self.devices))
 
 
 # -------------------------------------------------------------------- stimulus
@@ -357,13 +362,16 @@ class Traffic:
         self.weights = weights
         self.tags: Counter = Counter()
 
+    def pick_vf(self) -> int:
+        cfg, rng = self.cfg, self.rng
+        if self.unknown_prob and rng.random() < self.unknown_prob:
+            return rng.randrange(cfg.n_vfs, 1 << cfg.vf_bits)
+        return rng.choices(self.vfs, self.weights)[0]
+
     def request(self, vf: int | None = None) -> RouterRequest:
         cfg, rng = self.cfg, self.rng
         if vf is None:
-            if self.unknown_prob and rng.random() < self.unknown_prob:
-                vf = rng.randrange(cfg.n_vfs, 1 << cfg.vf_bits)
-            else:
-                vf = rng.choices(self.vfs, self.weights)[0]
+            vf = self.pick_vf()
         tag = self.tags[vf] % (1 << cfg.tag_bits)
         self.tags[vf] += 1
         return RouterRequest(vf, rng.randrange(1 << OP_BITS), rng.getrandbits(cfg.addr_bits),
@@ -414,8 +422,8 @@ def hold_windows(cfg: RouterConfig, rng: random.Random, vfs: list[int], start: i
 
 def table_churn(cfg: RouterConfig, rng: random.Random, vfs: list[int], start: int, end: int,
                 count: int) -> list[tuple[int, RouterCommand]]:
-    """Random PLACE / UNPLACE (and a few invalid commands) on ``vfs``: their requests meet
-    unplaced windows (router errors) and moves while not held."""
+    """Random PLACE / UNPLACE on ``vfs`` (their requests meet unplaced windows: router
+    errors; and moves while not held), and invalid commands (refused), at least one."""
     events = []
     for _ in range(count):
         cycle = rng.randrange(start, end)
@@ -434,6 +442,13 @@ def table_churn(cfg: RouterConfig, rng: random.Random, vfs: list[int], start: in
         else:               # an unknown VF id: refused
             if (1 << cfg.vf_bits) > cfg.n_vfs:
                 events.append((cycle, RouterCommand(RouterOp.HOLD, cfg.n_vfs)))
+    # One refused command for sure: a device that does not exist (when encodable), else
+    # RELEASE of an unknown VF id (when encodable).
+    cycle = rng.randrange(start, end)
+    if cfg.n_devices < 1 << bits_for(cfg.n_devices):
+        events.append((cycle, RouterCommand(RouterOp.PLACE, rng.choice(vfs), cfg.n_devices, 0)))
+    elif (1 << cfg.vf_bits) > cfg.n_vfs:
+        events.append((cycle, RouterCommand(RouterOp.RELEASE, cfg.n_vfs, 0, 0)))
     events.sort(key=lambda e: e[0])
     return events
 
