@@ -81,8 +81,9 @@ class MigEngine(wiring.Component):
         super().__init__({
             "ctl_vf": In(vf_bits), "ctl_state_we": In(1), "ctl_state": In(3),
             "ctl_commit": In(1),
-            "ctl_status": Out(stream.Signature(self.status_layout, always_ready=True)),
-            "walk_status": Out(stream.Signature(self.status_layout, always_ready=True)),
+            # Status updates are events: the system must take them every cycle (ready=1).
+            "ctl_status": Out(stream.Signature(self.status_layout)),
+            "walk_status": Out(stream.Signature(self.status_layout)),
             "rd_vf": In(vf_bits), "rd": Out(self.readback_layout),
             "here": Out(n_vfs), "hold": Out(n_vfs), "outgoing": Out(n_vfs),
             "slot_of": Out(data.ArrayLayout(slot_bits, n_vfs)),

@@ -182,6 +182,7 @@ class System(wiring.Component):
             m.d.sync += [error[csr_vf].eq(0), reason[csr_vf].eq(0)]
         for engine in engines.values():
             for port in (engine.walk_status, engine.ctl_status):
+                m.d.comb += port.ready.eq(1)
                 with m.If(port.valid):
                     m.d.sync += [error[port.payload.vf].eq(port.payload.error),
                                  reason[port.payload.vf].eq(port.payload.reason)]
