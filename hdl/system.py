@@ -16,10 +16,12 @@ from model.regmap import (
     VF_BASE,
     VF_STRIDE,
 )
+from model.router import RouterOp
 
 from .dma import DMA
 from .formats import bits_for, system_irq_layout, system_request_layout, system_response_layout
 from .mig_engine import MigEngine
+from .router import Router
 from .vf_unit import VFUnit
 
 
@@ -27,8 +29,9 @@ class System(wiring.Component):
     """Two devices that move VFs between each other at runtime (DESIGN §3).
 
     Every VF starts RUNNING on the host (VF i in host slot i).  Requests name a stable VF
-    id; the router sends each to the device and slot serving the VF, and holds (backpressure
-    at the head of ``req``, never drops) the requests of a VF in its switchover downtime.
+    id; the router (hdl/router.py) sends each to the device and slot serving the VF, queues
+    (in order, never dropping) the requests of a VF in its switchover downtime while the
+    other VFs keep flowing, and answers unknown VF ids with an error response.
     The two migration engines talk over a direct message channel (the link comes later).
 
     Members
@@ -89,30 +92,34 @@ class System(wiring.Component):
         at_offload = Signal(n_vfs)
         m.d.comb += at_offload.eq(offload.here & (~host.here | offload.outgoing))
 
-        # ---- router: VF id -> (device, slot); hold during switchover
-        vf = self.req.payload.vf
-        on_offload = at_offload.bit_select(vf, 1)
-        held = Signal()
-        m.d.comb += held.eq(host.hold.bit_select(vf, 1) | offload.hold.bit_select(vf, 1))
+        # ---- router: VF id -> (device, slot); a held VF's requests wait in its queue
+        m.submodules.router = router = Router.for_system(cfg, queue_depth=8)
+        wiring.connect(m, wiring.flipped(self.req), router.req)
+        wiring.connect(m, router.resp, wiring.flipped(self.resp))
         for dev, unit in units.items():
-            engine = engines[dev]
-            chosen = on_offload if dev == Device.OFFLOAD else ~on_offload
-            p = unit.req.payload
-            m.d.comb += [
-                p.slot.eq(engine.slot_of[vf]), p.op.eq(self.req.payload.op),
-                p.addr.eq(self.req.payload.addr), p.data.eq(self.req.payload.data),
-                p.tag.eq(Cat(self.req.payload.tag, vf)),  # the VF rides back in the tag
-                unit.req.valid.eq(self.req.valid & ~held & chosen),
-            ]
-            with m.If(chosen):
-                m.d.comb += self.req.ready.eq(unit.req.ready & ~held)
+            wiring.connect(m, router.dev_req[dev], unit.req)
+            wiring.connect(m, unit.resp, router.dev_resp[dev])
 
-        # ---- responses and interrupts of both units merged (alternating priority)
-        self._merge(m, "resp", [units[d].resp for d in Device], self.resp,
-                    lambda d, p: [self.resp.payload.vf.eq(p.tag[cfg.tag_bits:]),
-                                  self.resp.payload.tag.eq(p.tag[:cfg.tag_bits]),
-                                  self.resp.payload.data.eq(p.data),
-                                  self.resp.payload.error.eq(p.error)])
+        # The engines own placement and holds; keep the router's table in step with them,
+        # one command per cycle (lowest VF first): HOLD as a drain starts, RELEASE at the
+        # VF's place when the hold ends (its new place after a commit, its old after an
+        # abort).
+        want_held = Signal(n_vfs)
+        m.d.comb += want_held.eq(host.hold | offload.hold)
+        slot_now = Array(Mux(at_offload[v], offload.slot_of[v], host.slot_of[v])
+                         for v in range(n_vfs))
+        ctl = router.ctl.payload
+        for v in reversed(range(n_vfs)):
+            moved = (router.vf_device[v] != at_offload[v]) | (router.vf_slot[v] != slot_now[v])
+            with m.If(want_held[v] != router.held[v]):
+                m.d.comb += [router.ctl.valid.eq(1), ctl.vf.eq(v),
+                             ctl.op.eq(Mux(want_held[v], RouterOp.HOLD, RouterOp.RELEASE)),
+                             ctl.device.eq(at_offload[v]), ctl.slot.eq(slot_now[v])]
+            with m.Elif(~want_held[v] & moved):
+                m.d.comb += [router.ctl.valid.eq(1), ctl.vf.eq(v), ctl.op.eq(RouterOp.PLACE),
+                             ctl.device.eq(at_offload[v]), ctl.slot.eq(slot_now[v])]
+
+        # ---- interrupts of both units merged (alternating priority)
         self._merge(m, "irq", [units[d].irq for d in Device], self.irq,
                     lambda d, p: [self.irq.payload.vf.eq(engines[d].slot_vf[p.slot]),
                                   self.irq.payload.vector.eq(p.vector),
@@ -129,7 +136,7 @@ class System(wiring.Component):
         # the VF's pending interrupts.
         down = Signal(n_vfs)
         for v in range(n_vfs):
-            now_held = host.hold[v] | offload.hold[v]
+            now_held = want_held[v] | router.held[v]
             unit_idle = Mux(at_offload[v],
                             units[Device.OFFLOAD].idle.bit_select(offload.slot_of[v], 1),
                             units[Device.HOST].idle.bit_select(host.slot_of[v], 1))
