@@ -1,7 +1,7 @@
 """`make bench`: DMA throughput and VF downtime vs. image size, measured in simulation.
 
     python -m tb.bench [--sim verilator|icarus] [--sizes 256,1024,4096,16384] [--seed N]
-                       [--write-interval K] [--only dma|downtime]
+                       [--write-interval K] [--only dma|irq|downtime]
 
 Writes ``build/bench/dma.json`` ({"words_per_cycle": ...}, from tb/bench_dma.py) and
 ``build/bench/downtime.json`` ({"points": [{"mem_words", "precopy_downtime",
@@ -66,6 +66,32 @@ def measure_dma(sim: str, out_dir: Path) -> float:
     return float(value)
 
 
+def measure_irq(sim: str, out_dir: Path) -> list[str]:
+    """Interrupt remapping latency and throughput (tb/bench_irq.py) -> irq.json; returns
+    the missed targets."""
+    from tb.bench_irq import MAX_LATENCY, measure
+    from tb.bench_irq import MIN_INTERRUPTS_PER_CYCLE as MIN_RATE
+
+    print(f"vfmig bench: interrupt remapping on {sim} ...", flush=True)
+    try:
+        figure = measure(sim)
+    except RuntimeError as exc:
+        print(f"  {exc}", flush=True)
+        return [str(exc)]
+    _write_json(out_dir / "irq.json", figure)
+    print(f"  remap latency {figure['remap_latency_cycles']} cycles (target <= {MAX_LATENCY}), "
+          f"{figure['interrupts_per_cycle']:.4f} interrupts/cycle (target >= {MIN_RATE}) -> "
+          f"{out_dir / 'irq.json'}", flush=True)
+    failures = []
+    if figure["remap_latency_cycles"] > MAX_LATENCY:
+        failures.append(f"interrupt remap latency {figure['remap_latency_cycles']} cycles "
+                        f"> {MAX_LATENCY}")
+    if figure["interrupts_per_cycle"] < MIN_RATE:
+        failures.append(f"interrupt throughput {figure['interrupts_per_cycle']:.4f}/cycle "
+                        f"< {MIN_RATE}")
+    return failures
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tb.bench", description=__doc__.split(
         "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -81,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
                              "modes (default %(default)s)")
     parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP_CYCLES,
                         help="traffic cycles before the migration (default %(default)s)")
-    parser.add_argument("--only", choices=("dma", "downtime"), default=None,
+    parser.add_argument("--only", choices=("dma", "irq", "downtime"), default=None,
                         help="run one of the two benches")
     parser.add_argument("--out", default=str(BUILD / "bench"),
                         help="output folder (default build/bench)")
@@ -114,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         except BenchRunError as exc:
             failures.append(str(exc))
             print(f"  {exc}", flush=True)
+
+    if args.only in (None, "irq"):
+        failures += measure_irq(sim, out_dir)
 
     points = []
     if args.only in (None, "downtime"):
