@@ -58,7 +58,8 @@ help:
 	@echo "                  (both simulators where installed; SIM=... restricts the benches)"
 	@echo "  make verilog    build/verilog/<block>.v + <block>.json for every block and the top"
 	@echo "  make lint       verilator --lint-only -Wall over the generated Verilog, then ruff"
-	@echo "  make bench      DMA throughput and downtime vs. image size -> build/bench/*.json"
+	@echo "  make bench      DMA throughput, interrupt remapping, downtime vs. image size (RTL) and"
+	@echo "                  placement policies (fastsim) -> build/bench/*.json"
 	@echo "  make docs       regenerate docs/regmap.md from model/regmap.py"
 	@echo "  make venv       create .venv with the pinned dependencies (done by every target)"
 	@echo "  make clean      remove build/ and sim_build/;  make distclean also removes .venv"
@@ -104,6 +105,7 @@ lint: verilog
 bench: $(STAMP)
 	@$(CHECK_SIM)
 	SIM=$(SIM) $(PY) -m tb.bench
+	$(PY) -m tb.bench_policy
 
 docs: $(STAMP)
 	$(PY) -c 'from model.regmap import markdown; open("docs/regmap.md", "w").write(markdown())'
