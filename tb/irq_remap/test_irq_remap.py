@@ -37,7 +37,6 @@ from pyuvm import (
     ConfigDB,
     uvm_agent,
     uvm_analysis_port,
-    uvm_driver,
     uvm_env,
     uvm_monitor,
     uvm_scoreboard,
@@ -49,6 +48,7 @@ from pyuvm import (
 )
 
 from model.irq_remap import RemapCommand, RemapEntry, RemapOp, ValidationMode
+from tb.common.uvm import BfmDriver
 
 from . import (
     ENV_KNOBS,
@@ -246,15 +246,9 @@ class ControlSeq(uvm_sequence):
 
 
 # ---------------------------------------------------------------- agents
-class RaiseDriver(uvm_driver):
-    def build_phase(self):
-        self.bfm = ConfigDB().get(self, "", "BFM")
-
-    async def run_phase(self):
-        while True:
-            item = await self.seq_item_port.get_next_item()
-            await self.bfm.send_raise(item.ev)
-            self.seq_item_port.item_done()
+class RaiseDriver(BfmDriver):
+    async def drive(self, item):
+        await self.bfm.send_raise(item.ev)
 
 
 class RaiseMonitor(uvm_monitor):
@@ -279,15 +273,9 @@ class RaiseAgent(uvm_agent):
         self.driver.seq_item_port.connect(self.seqr.seq_item_export)
 
 
-class ControlDriver(uvm_driver):
-    def build_phase(self):
-        self.bfm = ConfigDB().get(self, "", "BFM")
-
-    async def run_phase(self):
-        while True:
-            item = await self.seq_item_port.get_next_item()
-            await self.bfm.send_command(item.cmd)
-            self.seq_item_port.item_done()
+class ControlDriver(BfmDriver):
+    async def drive(self, item):
+        await self.bfm.send_command(item.cmd)
 
 
 class ControlMonitor(uvm_monitor):

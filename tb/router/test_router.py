@@ -30,7 +30,6 @@ from pyuvm import (
     ConfigDB,
     uvm_agent,
     uvm_analysis_port,
-    uvm_driver,
     uvm_env,
     uvm_monitor,
     uvm_scoreboard,
@@ -42,6 +41,7 @@ from pyuvm import (
 )
 
 from model.router import GoldenRouter, RouterCommand, RouterOp, RouterRequest, RouterTable
+from tb.common.uvm import BfmDriver
 from tb.router import RouterConfig
 from tb.router.bench import (
     SETTLE,
@@ -218,28 +218,16 @@ class ScheduleSeq(uvm_sequence):
 
 
 # ---------------------------------------------------------------- components
-class RequestDriver(uvm_driver):
-    def build_phase(self):
-        self.bfm = ConfigDB().get(self, "", "BFM")
-
-    async def run_phase(self):
-        while True:
-            item = await self.seq_item_port.get_next_item()
-            await self.bfm.send(item.req)
-            self.seq_item_port.item_done()
+class RequestDriver(BfmDriver):
+    async def drive(self, item):
+        await self.bfm.send(item.req)
 
 
-class ControlDriver(uvm_driver):
+class ControlDriver(BfmDriver):
     """Queues each command for its cycle; the bench offers it on ``ctl`` from then on."""
 
-    def build_phase(self):
-        self.bfm = ConfigDB().get(self, "", "BFM")
-
-    async def run_phase(self):
-        while True:
-            item = await self.seq_item_port.get_next_item()
-            self.bfm.bench.commands.append((item.cycle, item.cmd))
-            self.seq_item_port.item_done()
+    async def drive(self, item):
+        self.bfm.bench.commands.append((item.cycle, item.cmd))
 
 
 class RequestAgent(uvm_agent):

@@ -27,7 +27,6 @@ from pyuvm import (
     uvm_agent,
     uvm_analysis_port,
     uvm_component,
-    uvm_driver,
     uvm_env,
     uvm_monitor,
     uvm_scoreboard,
@@ -42,6 +41,7 @@ from model.config import SystemConfig
 from model.state import ImageLayout
 from model.vfio import MigrationFlags
 from tb.common.streams import pack, unpack
+from tb.common.uvm import BfmDriver
 
 from .traffic import Scoreboard, TrafficGenerator, VmInterrupt, VmRequest, VmResponse
 from .vmm import CsrBus, Vmm
@@ -250,15 +250,9 @@ class RandomTrafficSeq(uvm_sequence):
             self.sent += 1
 
 
-class VmDriver(uvm_driver):
-    def build_phase(self):
-        self.bfm = ConfigDB().get(self, "", "BFM")
-
-    async def run_phase(self):
-        while True:
-            item = await self.seq_item_port.get_next_item()
-            await self.bfm.send(item.req)
-            self.seq_item_port.item_done()
+class VmDriver(BfmDriver):
+    async def drive(self, item):
+        await self.bfm.send(item.req)
 
 
 class VmMonitor(uvm_monitor):
