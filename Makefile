@@ -60,7 +60,7 @@ help:
 	@echo "  make lint       verilator --lint-only -Wall over the generated Verilog, then ruff"
 	@echo "  make bench      DMA throughput, interrupt remapping, downtime vs. image size (RTL) and"
 	@echo "                  placement policies (fastsim) -> build/bench/*.json"
-	@echo "  make docs       regenerate docs/regmap.md from model/regmap.py"
+	@echo "  make docs       regenerate docs/regmap.md and docs/protocol.md from model/"
 	@echo "  make venv       create .venv with the pinned dependencies (done by every target)"
 	@echo "  make clean      remove build/ and sim_build/;  make distclean also removes .venv"
 	@echo "knobs: SIM=verilator|icarus (default verilator)  SEED=<int> (default 1)"
@@ -109,7 +109,8 @@ bench: $(STAMP)
 
 docs: $(STAMP)
 	$(PY) -c 'from model.regmap import markdown; open("docs/regmap.md", "w").write(markdown())'
-	@echo "wrote docs/regmap.md"
+	$(PY) -m model.protocol_doc
+	@echo "wrote docs/regmap.md and docs/protocol.md"
 
 clean:
 	rm -rf build sim_build

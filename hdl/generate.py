@@ -52,6 +52,7 @@ BLOCKS: tuple[Block, ...] = (
     Block("irq_remap", "hdl.irq_remap", "IrqRemap",
           lambda cls, c: cls(c.n_vfs, c.layout.msix_vectors),
           lambda c: {"n_vfs": c.n_vfs, "n_vectors": c.layout.msix_vectors}),
+    Block("link", "hdl.link", "LinkPort", lambda cls, c: cls(), lambda c: {}),
     Block("mig_engine", "hdl.mig_engine", "MigEngine",
           lambda cls, c: cls(c, Device.HOST),
           lambda c: {"config": c.to_dict(), "device": Device.HOST.label}),
