@@ -58,7 +58,7 @@ help:
 	@echo "                  (both simulators where installed; SIM=... restricts the benches)"
 	@echo "  make verilog    build/verilog/<block>.v + <block>.json for every block and the top"
 	@echo "  make lint       verilator --lint-only -Wall over the generated Verilog, then ruff"
-	@echo "  make bench      DMA throughput, interrupt remapping, downtime vs. image size (RTL) and"
+	@echo "  make bench      DMA, interrupt remapping, link goodput, downtime vs. image size (RTL) and"
 	@echo "                  placement policies (fastsim) -> build/bench/*.json"
 	@echo "  make docs       regenerate docs/regmap.md and docs/protocol.md from model/"
 	@echo "  make venv       create .venv with the pinned dependencies (done by every target)"
@@ -105,6 +105,7 @@ lint: verilog
 bench: $(STAMP)
 	@$(CHECK_SIM)
 	SIM=$(SIM) $(PY) -m tb.bench
+	$(PY) -m tb.bench_link --sim $(SIM)
 	$(PY) -m tb.bench_policy
 
 docs: $(STAMP)
