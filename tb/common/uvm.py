@@ -1,5 +1,7 @@
 """Small pyuvm pieces shared by the benches."""
 
+from collections import Counter
+
 from pyuvm import ConfigDB, uvm_driver
 
 
@@ -19,3 +21,19 @@ class BfmDriver(uvm_driver):
 
     async def drive(self, item):
         raise NotImplementedError(f"{type(self).__name__} must define drive(item)")
+
+
+class PlannedCoverage:
+    """Mixin for coverage collectors: ``PLANNED`` names the bins, a test puts the bins it
+    must hit in ConfigDB as "COVERAGE", and ``report_phase`` fails when one never was."""
+
+    PLANNED: tuple[str, ...] = ()
+
+    def init_bins(self) -> None:
+        self.required = ConfigDB().get(self, "", "COVERAGE")
+        self.hits: Counter = Counter()
+
+    def report_phase(self):
+        self.logger.info("coverage: %s", {b: self.hits[b] for b in self.PLANNED})
+        missing = [b for b in self.required if not self.hits[b]]
+        assert not missing, f"coverage bins never hit: {missing}"
