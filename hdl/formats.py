@@ -13,6 +13,8 @@ from amaranth.lib import data
 from model.protocol import HEADER_FIELDS
 from model.state import OP_BITS, ImageLayout
 
+from .irq_remap import delivery_layout
+
 
 def bits_for(n: int) -> int:
     """Bits to index ``n`` items (at least 1)."""
@@ -64,22 +66,29 @@ def header_field(word, name: str):
 
 __all__ = ["bits_for", "vf_request_layout", "vf_response_layout", "irq_layout",
            "system_request_layout", "system_response_layout", "system_irq_layout",
-           "descriptor_layout", "ChunkBeat", "DmaStatus", "header_field", "unsigned"]
+           "descriptor_layout", "VF_ID_BITS", "ChunkBeat", "DmaStatus", "header_field",
+           "unsigned"]
+
+
+
+# The VF id space a VM can name (model.protocol.MAX_VFS VFs): ids the system does not have
+# are representable, so they get an error response instead of aliasing a real VF.
+VF_ID_BITS = 8
 
 
 def system_request_layout(config) -> data.StructLayout:
     """A VM's request to VF ``vf`` (the stable VF id; the system finds its slot)."""
-    return data.StructLayout({"vf": bits_for(config.n_vfs), "op": OP_BITS,
+    return data.StructLayout({"vf": VF_ID_BITS, "op": OP_BITS,
                               "addr": config.layout.addr_bits, "data": 32,
                               "tag": config.tag_bits})
 
 
 def system_response_layout(config) -> data.StructLayout:
-    return data.StructLayout({"vf": bits_for(config.n_vfs), "tag": config.tag_bits,
+    return data.StructLayout({"vf": VF_ID_BITS, "tag": config.tag_bits,
                               "data": 32, "error": 1})
 
 
 def system_irq_layout(config) -> data.StructLayout:
-    return data.StructLayout({"vf": bits_for(config.n_vfs),
-                              "vector": bits_for(config.layout.msix_vectors),
-                              "addr": 32, "data": 32})
+    """An interrupt as the VM gets it: the remapper's delivery {vm, guest_vector, vf,
+    vector} (hdl/irq_remap.py ``delivery_layout``)."""
+    return delivery_layout(config.irq_remap)

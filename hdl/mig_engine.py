@@ -56,6 +56,8 @@ class MigEngine(wiring.Component):
     outgoing : Out(n_vfs) the VF is migrating away (while both engines say ``here`` during
                           the commit handshake, the source still owns the VF)
     hold : Out(n_vfs)     the router must hold the VF's requests
+    irq_live : Out(n_vfs) the VF's interrupts flow from its slot here (RUNNING or PRE_COPY);
+                          at most one device has it set, none during a switchover
     done : Out            one-cycle event when an outgoing migration commits or aborts
     quiesce, irq_hold : Out(n_slots); idle : In(n_slots); slot_vf : Out   VF-unit control
     dirty_*, dirty_count, digest : the VF unit's dirty-tracking and digest outputs
@@ -86,6 +88,7 @@ class MigEngine(wiring.Component):
             "walk_status": Out(stream.Signature(self.status_layout)),
             "rd_vf": In(vf_bits), "rd": Out(self.readback_layout),
             "here": Out(n_vfs), "hold": Out(n_vfs), "outgoing": Out(n_vfs),
+            "irq_live": Out(n_vfs),
             "slot_of": Out(data.ArrayLayout(slot_bits, n_vfs)),
             "done": Out(stream.Signature(self.done_layout)),
             "quiesce": Out(n_slots), "irq_hold": Out(n_slots), "idle": In(n_slots),
@@ -174,6 +177,7 @@ class MigEngine(wiring.Component):
                 self.here[v].eq(here[v]),
                 self.slot_of[v].eq(slot[v]),
                 self.outgoing[v].eq((src_active | src_opening) & (src_vf == v)),
+                self.irq_live[v].eq(present[v] & _in(state[v], INTERRUPTING)),
                 self.hold[v].eq(here[v] & (_in(state[v], (S.STOP, S.STOP_COPY, S.RESUMING))
                                            | draining_v)),
             ]

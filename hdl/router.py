@@ -18,7 +18,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hdl.formats import bits_for
+from hdl.formats import VF_ID_BITS, bits_for
 from model.router import CTL_OP_BITS, RouterOp
 from model.state import OP_BITS, ImageLayout
 
@@ -251,7 +251,7 @@ class Router(wiring.Component):
                    slots_per_device=(config.host_slots, config.offload_slots),
                    addr_bits=config.layout.addr_bits, tag_bits=config.tag_bits,
                    queue_depth=queue_depth, max_in_flight=max_in_flight,
-                   initial=[(0, vf) for vf in range(config.n_vfs)])
+                   vf_bits=VF_ID_BITS, initial=[(0, vf) for vf in range(config.n_vfs)])
 
     @property
     def dev_req(self) -> tuple:

@@ -1,16 +1,22 @@
 """The vfmig system top: host and offload VF units, their DMAs and migration engines."""
 
 from amaranth import Array, Cat, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from model.config import Device, SystemConfig
+from model.irq_remap import RemapOp
 from model.regmap import (
     ADDR_BITS,
     CONTROL_CLEAR_ERROR,
     CONTROL_COMMIT,
     GLOBAL,
     ID_VALUE,
+    IRQ_FAULT_FIELDS,
+    IRTE_CMD_OP,
+    IRTE_CMD_VECTOR,
+    IRTE_CMD_VF,
+    IRTE_DATA_PENDING,
     LOCATION_MIGRATING,
     VF,
     VF_BASE,
@@ -20,9 +26,33 @@ from model.router import RouterOp
 
 from .dma import DMA
 from .formats import bits_for, system_irq_layout, system_request_layout, system_response_layout
+from .irq_remap import (
+    IrqRemap,
+    control_layout,
+    entry_layout,
+    handle_from_msi_address,
+    raise_layout,
+)
 from .mig_engine import MigEngine
 from .router import Router
 from .vf_unit import VFUnit
+
+
+def field(word, lsb_width):
+    lsb, width = lsb_width
+    return word[lsb:lsb + width]
+
+
+def irq_trace_layout(config: SystemConfig) -> data.StructLayout:
+    """What the remapper accepted in a cycle: an interrupt (``raised``: {handle, source
+    device and slot}, not the unused MSI data; ``raiser``: the VF of the slot that sent
+    it) and a command (``command``: {op, vf, vector, entry}). Read by scoreboards, which
+    replay it into ``model.irq_remap.GoldenIrqRemap``."""
+    params = config.irq_remap
+    raised = {name: fld.shape for name, fld in raise_layout(params) if name != "data"}
+    return data.StructLayout({"raised": 1, "raise_": data.StructLayout(raised),
+                              "raiser": params.vf_bits,
+                              "command": 1, "ctl": control_layout(params)})
 
 
 class System(wiring.Component):
@@ -38,7 +68,9 @@ class System(wiring.Component):
     -------
     req : In(stream of system_request_layout)     VM requests {vf, op, addr, data, tag}
     resp : Out(stream of system_response_layout)  {vf, tag, data, error}; in order per VF
-    irq : Out(stream of system_irq_layout)        MSI-X messages {vf, vector, addr, data}
+    irq : Out(stream of system_irq_layout)        remapped interrupts {vm, guest_vector, vf,
+        vector}: the units' MSI-X messages after the interrupt remapper (hdl/irq_remap.py)
+    irq_trace : Out(irq_trace_layout)             the remapper's accepted inputs, per cycle
     csr_addr, csr_wdata, csr_we, csr_re : In; csr_rdata : Out
         register bus (model/regmap.py, byte addresses); read data the cycle after csr_re
     """
@@ -51,6 +83,7 @@ class System(wiring.Component):
             "req": In(stream.Signature(system_request_layout(config))),
             "resp": Out(stream.Signature(system_response_layout(config))),
             "irq": Out(stream.Signature(system_irq_layout(config))),
+            "irq_trace": Out(irq_trace_layout(config)),
             "csr_addr": In(ADDR_BITS), "csr_wdata": In(32),
             "csr_we": In(1), "csr_re": In(1), "csr_rdata": Out(32),
         })
@@ -119,12 +152,8 @@ class System(wiring.Component):
                 m.d.comb += [router.ctl.valid.eq(1), ctl.vf.eq(v), ctl.op.eq(RouterOp.PLACE),
                              ctl.device.eq(at_offload[v]), ctl.slot.eq(slot_now[v])]
 
-        # ---- interrupts of both units merged (alternating priority)
-        self._merge(m, "irq", [units[d].irq for d in Device], self.irq,
-                    lambda d, p: [self.irq.payload.vf.eq(engines[d].slot_vf[p.slot]),
-                                  self.irq.payload.vector.eq(p.vector),
-                                  self.irq.payload.addr.eq(p.addr),
-                                  self.irq.payload.data.eq(p.data)])
+        # ---- interrupts: both units -> remapper (source id attached) -> VMs
+        remap_regs = self._interrupts(m, units, engines)
 
         # ---- per-VF statistics: downtime, last migration's rounds/words, counts
         def per_vf(name, width):
@@ -240,9 +269,133 @@ class System(wiring.Component):
                     m.d.comb += rdata.eq(cycle_hi_latch)
                 with m.Case(GLOBAL["IMAGE_WORDS"]):
                     m.d.comb += rdata.eq(lay.image_words)
+                for name, value in remap_regs.items():
+                    with m.Case(GLOBAL[name]):
+                        m.d.comb += rdata.eq(value)
         with m.If(self.csr_re):
             m.d.sync += self.csr_rdata.eq(rdata)
         return m
+
+    def _interrupts(self, m, units, engines):
+        """The interrupt path: each unit's MSI-X messages get their source id (device, slot)
+        and the handle their address names, pass the remapper (hdl/irq_remap.py) and leave
+        on ``irq`` as {vm, guest_vector, vf, vector}. Returns the CSR read values of the
+        remapper registers (model/regmap.py) by register name.
+
+        A migrating VF's entries follow its interrupts (DESIGN §3): when neither device has
+        the VF interrupting (its P2P and stop states) the remapper HOLDs it, so a message
+        still in flight from the source goes pending, validated against the old source;
+        when a device starts interrupting it at a new place, the remapper RETARGETs the
+        entries (after no message from the old slot is still offered) and RELEASEs the VF,
+        replaying what went pending exactly once. Until the RETARGET, messages from the
+        new place wait at the unit, so none is judged against the old source. An abort
+        makes the source interrupt again at the same place: RELEASE without RETARGET.
+        """
+        cfg, n_vfs = self.config, self.config.n_vfs
+        params = cfg.irq_remap
+        m.submodules.irq_remap = remap = IrqRemap(params.n_vfs, params.n_vectors)
+        host, offload = engines[Device.HOST], engines[Device.OFFLOAD]
+
+        # Where each VF's entries expect their interrupts from (reset: host slot v).
+        src_dev = Signal(n_vfs)
+        src_slot = Array(Signal(8, name=f"irq_src_slot_{v}", init=v) for v in range(n_vfs))
+        gated = []
+        for dev, unit in units.items():
+            source = unit.irq
+            sender = engines[dev].slot_vf[source.payload.slot]
+            allowed = ((src_dev.bit_select(sender, 1) == int(dev))
+                       & (src_slot[sender] == source.payload.slot))
+            gate = stream.Signature(source.payload.shape()).create(path=(f"{dev.label}_irq_g",))
+            m.d.comb += [gate.valid.eq(source.valid & allowed), gate.payload.eq(source.payload),
+                         source.ready.eq(gate.ready & allowed)]
+            gated.append(gate)
+        self._merge(m, "irq", gated, remap.irq_in,
+                    lambda d, p: [self.irq_trace.raiser.eq(
+                                      Mux(self.irq_trace.raised, engines[d].slot_vf[p.slot], 0)),
+                                  remap.irq_in.payload.handle.eq(
+                                      handle_from_msi_address(p.addr, params.handle_bits)),
+                                  remap.irq_in.payload.data.eq(p.data),
+                                  remap.irq_in.payload.source_device.eq(int(d)),
+                                  remap.irq_in.payload.source_slot.eq(p.slot)])
+        wiring.connect(m, remap.irq_out, wiring.flipped(self.irq))
+
+        # ---- commands: a pending CSR command first, else the engines' VF moves (lowest
+        # VF first, one per cycle).
+        ctl = remap.ctl.payload
+        csr_pending, csr_refused = Signal(), Signal()
+        csr_op, csr_vf, csr_vector = Signal(3), Signal(params.vf_bits), Signal(params.vector_bits)
+        staged = Signal(entry_layout(params))
+        addr, wdata = self.csr_addr, self.csr_wdata
+        with m.If(self.csr_we & (addr == GLOBAL["IRTE_DATA"])):
+            m.d.sync += staged.eq(wdata)
+        with m.If(self.csr_we & (addr == GLOBAL["IRTE_CMD"]) & ~csr_pending):
+            op = field(wdata, IRTE_CMD_OP)
+            ok = ((op == RemapOp.WRITE) | (op == RemapOp.READ))
+            m.d.sync += [csr_pending.eq(ok), csr_refused.eq(~ok), csr_op.eq(op),
+                         csr_vf.eq(field(wdata, IRTE_CMD_VF)),
+                         csr_vector.eq(field(wdata, IRTE_CMD_VECTOR))]
+        with m.If(csr_pending):
+            m.d.comb += [remap.ctl.valid.eq(1), ctl.op.eq(csr_op), ctl.vf.eq(csr_vf),
+                         ctl.vector.eq(csr_vector), ctl.entry.eq(staged)]
+            with m.If(remap.ctl.ready):
+                m.d.sync += csr_pending.eq(0)
+        with m.Else():
+            for v in reversed(range(n_vfs)):
+                live_off = offload.irq_live[v]
+                live = host.irq_live[v] | live_off
+                live_slot = Mux(live_off, offload.slot_of[v], host.slot_of[v])
+                at_source = (src_dev[v] == live_off) & (src_slot[v] == live_slot)
+                offered = Mux(src_dev[v], self._offers(units[Device.OFFLOAD], src_slot[v]),
+                              self._offers(units[Device.HOST], src_slot[v]))
+                held = remap.held[v]
+                command = Signal(RemapOp, name=f"irq_cmd_{v}")
+                want = Signal(name=f"irq_want_{v}")
+                with m.If(~held & (~live | ~at_source)):
+                    m.d.comb += [want.eq(1), command.eq(RemapOp.HOLD)]
+                with m.Elif(held & live & ~at_source & ~offered):
+                    m.d.comb += [want.eq(1), command.eq(RemapOp.RETARGET)]
+                with m.Elif(held & live & at_source):
+                    m.d.comb += [want.eq(1), command.eq(RemapOp.RELEASE)]
+                with m.If(want):
+                    m.d.comb += [remap.ctl.valid.eq(1), ctl.op.eq(command), ctl.vf.eq(v),
+                                 ctl.entry.source_device.eq(live_off),
+                                 ctl.entry.source_slot.eq(live_slot)]
+                    with m.If(remap.ctl.ready & (command == RemapOp.RETARGET)):
+                        m.d.sync += [src_dev[v].eq(live_off), src_slot[v].eq(live_slot)]
+
+        # ---- trace for scoreboards: what the remapper accepted this cycle
+        # (fields are zero in a cycle without the event: no X reaches a scoreboard)
+        trace = self.irq_trace
+        m.d.comb += [
+            trace.raised.eq(remap.irq_in.valid & remap.irq_in.ready),
+            trace.command.eq(remap.ctl.valid & remap.ctl.ready),
+        ]
+        with m.If(trace.raised):
+            m.d.comb += [getattr(trace.raise_, name).eq(getattr(remap.irq_in.payload, name))
+                         for name, _ in trace.raise_.shape()]
+        with m.If(trace.command):
+            m.d.comb += trace.ctl.eq(remap.ctl.payload)
+
+        # ---- register read values
+        fault = remap.fault.payload
+        m.d.comb += remap.fault.ready.eq(self.csr_re & (addr == GLOBAL["IRQ_FAULT"]))
+        fault_word = Signal(32)
+        for name, (lsb, width) in IRQ_FAULT_FIELDS.items():
+            value = remap.fault.valid if name == "valid" else getattr(fault, name)
+            m.d.comb += fault_word[lsb:lsb + width].eq(value)
+        return {
+            "IRTE_CMD": Cat(csr_pending, csr_refused),
+            "IRTE_DATA": remap.rd_entry.as_value() | (remap.rd_pending << IRTE_DATA_PENDING),
+            "IRQ_FAULT": fault_word,
+            "IRQ_RAISED": remap.raised_count, "IRQ_DELIVERED": remap.delivered_count,
+            "IRQ_BLOCKED": remap.blocked_count, "IRQ_COALESCED": remap.coalesced_count,
+            "IRQ_FAULTS_DROPPED": remap.fault_dropped,
+        }
+
+    @staticmethod
+    def _offers(unit, slot):
+        """``unit`` offers an interrupt message from ``slot`` this cycle."""
+        return unit.irq.valid & (unit.irq.payload.slot == slot)
 
     @staticmethod
     def _merge(m, name, sources, sink, translate):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from enum import IntEnum
 
+from .irq_remap import RemapParams
 from .protocol import MAX_VFS
 from .state import ImageLayout
 from .vfio import ALL_FLAGS, MigrationFlags, supported_states
@@ -59,6 +60,11 @@ class SystemConfig:
 
     def latency(self, device: Device) -> int:
         return self.host_latency if device == Device.HOST else self.offload_latency
+
+    @property
+    def irq_remap(self) -> RemapParams:
+        """The interrupt remapper: one entry per (VF, MSI-X vector), default field widths."""
+        return RemapParams(self.n_vfs, self.layout.msix_vectors)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -32,6 +32,26 @@ GLOBAL_REGS = (
                                       "(reading it latches CYCLE_HI)"),
     Register("CYCLE_HI", 0x00C, "RO", "cycle counter, high word latched by the CYCLE_LO read"),
     Register("IMAGE_WORDS", 0x010, "RO", "words in one VF state image"),
+    # Interrupt remapping (hdl/irq_remap.py, model/irq_remap.py). The VMM owns the IRTEs;
+    # the migration engines hold, retarget and release a moving VF's entries themselves.
+    Register("IRTE_CMD", 0x040, "RW",
+             "write: [10:0] vector, [23:16] VF, [26:24] op (model.irq_remap.RemapOp: 0 WRITE "
+             "the entry staged in IRTE_DATA, 1 READ into IRTE_DATA; other ops are refused). "
+             "read: [0] a command still waits for the remapper (issue the next one after it "
+             "clears), [1] the last command was refused"),
+    Register("IRTE_DATA", 0x044, "RW",
+             "write: stage an entry (model.irq_remap.RemapEntry.pack: [0] present, [1] mask, "
+             "[2] mode EXACT, [3] source device, [11:4] source slot, [19:12] VM, [27:20] guest "
+             "vector). read: the entry of the last READ, [31] its pending (PBA) bit"),
+    Register("IRQ_FAULT", 0x048, "RO",
+             "reading pops the oldest fault record: [0] valid, [2:1] reason "
+             "(model.irq_remap.FaultReason), [3] source device, [11:4] source slot, "
+             "[19:12] VF, [30:20] vector"),
+    Register("IRQ_RAISED", 0x04C, "RO", "interrupts that reached the remapper (wraps)"),
+    Register("IRQ_DELIVERED", 0x050, "RO", "interrupts delivered to VMs (wraps)"),
+    Register("IRQ_BLOCKED", 0x054, "RO", "interrupts blocked: not present or wrong source"),
+    Register("IRQ_COALESCED", 0x058, "RO", "raises that found their entry already pending"),
+    Register("IRQ_FAULTS_DROPPED", 0x05C, "RO", "fault records lost to a full fault queue"),
 )
 
 VF_REGS = (
@@ -79,6 +99,30 @@ STATUS_READY_TO_COMMIT = 10
 CONTROL_COMMIT = 0
 CONTROL_CLEAR_ERROR = 1
 LOCATION_MIGRATING = 16
+# IRTE_CMD / IRTE_DATA / IRQ_FAULT fields: (lsb, width)
+IRTE_CMD_VECTOR = (0, 11)
+IRTE_CMD_VF = (16, 8)
+IRTE_CMD_OP = (24, 3)
+IRTE_CMD_BUSY = 0        # read side
+IRTE_CMD_REFUSED = 1     # read side
+IRTE_DATA_PENDING = 31   # read side
+IRQ_FAULT_FIELDS = {"valid": (0, 1), "reason": (1, 2), "source_device": (3, 1),
+                    "source_slot": (4, 8), "vf": (12, 8), "vector": (20, 11)}
+
+
+def irte_cmd(op: int, vf: int, vector: int) -> int:
+    """The IRTE_CMD word of a command (op a model.irq_remap.RemapOp)."""
+    for name, value, (_, width) in (("op", op, IRTE_CMD_OP), ("vf", vf, IRTE_CMD_VF),
+                                     ("vector", vector, IRTE_CMD_VECTOR)):
+        if not 0 <= value < 1 << width:
+            raise ValueError(f"IRTE_CMD {name} must fit {width} bits, not {value}")
+    return (int(op) << IRTE_CMD_OP[0] | vf << IRTE_CMD_VF[0] | vector << IRTE_CMD_VECTOR[0])
+
+
+def irq_fault_fields(word: int) -> dict[str, int]:
+    """Decode an IRQ_FAULT word."""
+    return {name: word >> lsb & ((1 << width) - 1)
+            for name, (lsb, width) in IRQ_FAULT_FIELDS.items()}
 
 
 def vf_reg(vf: int, name: str) -> int:

@@ -86,3 +86,38 @@ def test_docs_regmap_is_up_to_date():
     doc = ROOT / "docs" / "regmap.md"
     assert doc.exists(), "docs/regmap.md is missing: run `make docs`"
     assert doc.read_text() == markdown(), "docs/regmap.md is stale: run `make docs`"
+
+
+def test_irte_registers_match_the_remapper_formats():
+    from model.irq_remap import (
+        SOURCE_SLOT_BITS,
+        FaultReason,
+        RemapEntry,
+        RemapOp,
+        RemapParams,
+        entry_fields,
+    )
+    from model.regmap import (
+        IRQ_FAULT_FIELDS,
+        IRTE_CMD_OP,
+        IRTE_DATA_PENDING,
+        irq_fault_fields,
+        irte_cmd,
+    )
+    # the widest tables: most VFs (8-bit ids) and most vectors (11 bits, PCIe MSI-X)
+    many_vfs, many_vectors = RemapParams(255, 16), RemapParams(2, 2048)
+    assert sum(entry_fields(many_vfs).values()) <= IRTE_DATA_PENDING
+    widths = {name: width for name, (_, width) in IRQ_FAULT_FIELDS.items()}
+    assert widths["vf"] >= many_vfs.vf_bits and widths["vector"] >= many_vectors.vector_bits
+    assert widths["source_slot"] == SOURCE_SLOT_BITS
+    assert max(FaultReason) < 1 << widths["reason"]
+    assert max(RemapOp) < 1 << IRTE_CMD_OP[1]
+    # the documented IRTE_DATA bit positions are RemapEntry.pack's
+    word = RemapEntry(present=True, mode=1, source_device=1, source_slot=0xAB, vm=0xCD,
+                      guest_vector=0xEF).pack(RemapParams(8, 4))
+    assert word == 1 | 1 << 2 | 1 << 3 | 0xAB << 4 | 0xCD << 12 | 0xEF << 20
+    assert irte_cmd(RemapOp.READ, 7, 3) == 1 << 24 | 7 << 16 | 3
+    with pytest.raises(ValueError, match="IRTE_CMD vector must fit 11 bits, not 2048"):
+        irte_cmd(RemapOp.READ, 0, 2048)
+    assert irq_fault_fields(1 | 2 << 1 | 1 << 3 | 5 << 4 | 6 << 12 | 7 << 20) == {
+        "valid": 1, "reason": 2, "source_device": 1, "source_slot": 5, "vf": 6, "vector": 7}

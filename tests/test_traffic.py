@@ -8,6 +8,7 @@ import random
 import pytest
 
 from model.config import Device, SystemConfig
+from model.irq_remap import RemapParams, handle_of_address
 from model.state import GoldenVF, ImageLayout, Op
 from tb.system.env import Knobs, config_from_dict, config_to_json
 from tb.system.traffic import (
@@ -15,6 +16,7 @@ from tb.system.traffic import (
     TrafficGenerator,
     VmInterrupt,
     VmResponse,
+    irte_destination,
     msix_message,
 )
 from tb.system.vmm import (
@@ -24,10 +26,12 @@ from tb.system.vmm import (
     format_plan,
     heavy_vfs,
     parse_plan,
+    plan_groups,
 )
 
 LAYOUT = ImageLayout(csr_words=8, msix_vectors=4, mem_words=64)
 N_VFS = 3
+REMAP = RemapParams(N_VFS, LAYOUT.msix_vectors)
 
 
 class PerfectDut:
@@ -41,7 +45,10 @@ class PerfectDut:
         return VmResponse(req.vf, req.tag, data, int(error))
 
     def irqs(self, vf: int) -> list[VmInterrupt]:
-        return [VmInterrupt(vf, i.vector, i.addr, i.data) for i in self.vfs[vf].interrupts]
+        """What a perfect remapper delivers: the messages naming the VF's own entries."""
+        return [VmInterrupt(*irte_destination(vf, i.vector), vf, i.vector)
+                for i in self.vfs[vf].interrupts
+                if handle_of_address(i.addr) == REMAP.handle(vf, i.vector)]
 
 
 def _setup(seed: int = 1, n: int = 200, error_prob: float = 0.05):
@@ -176,15 +183,20 @@ def _notify(gen, sb, dut, vf, vector, times=1):
         sb.response(dut.answer(req))
 
 
+def _irq(vf: int, vector: int) -> VmInterrupt:
+    """The delivery the VMM's remapping entry for (vf, vector) makes."""
+    return VmInterrupt(*irte_destination(vf, vector), vf, vector)
+
+
 def test_interrupts_may_coalesce_but_not_vanish_or_multiply():
     gen, _, sb, dut = _setup(n=0)
     for req in gen.msix_init():
         sb.issued(req)
         sb.response(dut.answer(req))
     _notify(gen, sb, dut, 0, 1, times=3)
-    addr, data = msix_message(0, 1)
-    assert (dut.irqs(0)[0].addr, dut.irqs(0)[0].data) == (addr, data)
-    sb.interrupt(VmInterrupt(0, 1, addr, data))  # coalesced: 3 raised, 1 delivered
+    addr, data = msix_message(REMAP, 0, 1)
+    assert (dut.vfs[0].interrupts[0].addr, dut.vfs[0].interrupts[0].data) == (addr, data)
+    sb.interrupt(_irq(0, 1))  # coalesced: 3 raised, 1 delivered
     assert sb.ok(), sb.messages
     assert sb.irq_summary()["0.1"] == {"raised": 3, "delivered": 1}
 
@@ -200,9 +212,9 @@ def test_interrupt_never_delivered_is_flagged():
 
 
 @pytest.mark.parametrize("irq", [
-    VmInterrupt(0, 2, *msix_message(0, 2)),      # vector never raised
-    VmInterrupt(0, 1, *msix_message(1, 1)),      # another VF's message (misrouted)
-    VmInterrupt(1, 1, *msix_message(0, 1)),      # right message, wrong VF
+    _irq(0, 2),                                   # vector never raised
+    VmInterrupt(*irte_destination(1, 1), 0, 1),   # right entry, another VF's VM (misdelivered)
+    _irq(1, 1),                                   # right vector, wrong VF
 ])
 def test_wrong_interrupt_is_flagged(irq):
     gen, _, sb, dut = _setup(n=0)
@@ -210,7 +222,7 @@ def test_wrong_interrupt_is_flagged(irq):
         sb.issued(req)
         sb.response(dut.answer(req))
     _notify(gen, sb, dut, 0, 1)
-    sb.interrupt(VmInterrupt(0, 1, *msix_message(0, 1)))
+    sb.interrupt(_irq(0, 1))
     sb.interrupt(irq)
     assert sb.finish().irq_errors >= 1
 
@@ -221,9 +233,39 @@ def test_interrupt_delivered_more_often_than_raised_is_flagged():
         sb.issued(req)
         sb.response(dut.answer(req))
     _notify(gen, sb, dut, 0, 0)
-    sb.interrupt(VmInterrupt(0, 0, *msix_message(0, 0)))
-    sb.interrupt(VmInterrupt(0, 0, *msix_message(0, 0)))
+    sb.interrupt(_irq(0, 0))
+    sb.interrupt(_irq(0, 0))
     assert sb.finish().irq_errors == 1
+
+
+def test_requests_to_unknown_vf_ids_expect_an_error_response():
+    gen = TrafficGenerator(LAYOUT, N_VFS, 8, random.Random(2), unknown_vf_prob=0.5)
+    reqs = [gen.random_request() for _ in range(40)]
+    unknown = [r for r in reqs if r.vf >= N_VFS]
+    assert unknown and all(N_VFS <= r.vf <= 255 for r in unknown)
+    sb = Scoreboard(LAYOUT, N_VFS)
+    for req in unknown:
+        sb.issued(req)
+    first, *rest = unknown
+    sb.response(VmResponse(first.vf, first.tag, 0, 1))
+    assert sb.ok() is False  # the rest are still outstanding: lost
+    sb2 = Scoreboard(LAYOUT, N_VFS)
+    sb2.issued(first)
+    sb2.response(VmResponse(first.vf, first.tag, 0, 0))   # no error: a mismatch
+    assert sb2.finish().mismatches == 1
+
+
+def test_spoofed_raise_is_counted_not_expected_delivered():
+    gen, _, sb, dut = _setup(n=0)
+    for req in gen.msix_init():
+        sb.issued(req)
+        sb.response(dut.answer(req))
+    for req in gen.spoof(1, 0, victim=0, times=2):
+        sb.issued(req)
+        sb.response(dut.answer(req))
+    totals = sb.finish()
+    assert totals.irq_spoofed == 2 and totals.irq_raised == 0
+    assert sb.ok(), sb.messages
 
 
 def test_generator_is_reproducible_from_its_seed():
@@ -263,9 +305,14 @@ def test_readback_covers_image_except_pba():
     assert all(r.op == Op.READ and r.phase == "readback" for r in gen.readback(2))
 
 
-def test_msix_messages_are_unique():
-    values = {msix_message(vf, v) for vf in range(16) for v in range(16)}
+def test_msix_messages_name_their_own_entry_and_are_unique():
+    params = RemapParams(16, 16)
+    values = {msix_message(params, vf, v) for vf in range(16) for v in range(16)}
     assert len(values) == 256
+    for vf, vector in ((0, 0), (3, 7), (15, 15)):
+        addr, _ = msix_message(params, vf, vector)
+        assert handle_of_address(addr) == params.handle(vf, vector)
+    assert len({irte_destination(vf, v) for vf in range(16) for v in range(16)}) == 256
 
 
 def test_tags_wrap_per_vf():
@@ -313,6 +360,16 @@ def test_check_plan_knows_slot_counts_and_vf_ids():
         check_plan(parse_plan("0:pre,1:pre"), config)
     with pytest.raises(ValueError, match="VF 4 does not exist"):
         check_plan(parse_plan("4:pre"), config)
+
+
+def test_plan_groups_run_steps_together_and_never_one_vf_twice():
+    text = "0:pre,0:pre+1:pre,2:pre+1:stop:probe"
+    steps = parse_plan(text)
+    assert format_plan(steps) == text
+    assert [[str(s) for s in g] for g in plan_groups(steps)] == [
+        ["0:pre"], ["0:pre", "1:pre"], ["2:pre", "1:stop:probe"]]
+    with pytest.raises(ValueError, match="a VF cannot make two moves at once"):
+        check_plan(parse_plan("0:pre+0:abort"), _config())
 
 
 @pytest.mark.parametrize("n", [2, 6, 12])

@@ -466,6 +466,11 @@ class IrqScoreboard:
         """Execute every interrupt accepted so far (call when the inputs are idle)."""
         self._flush(None)
 
+    @property
+    def answered(self) -> int:
+        """Raises answered by a delivery so far (each exactly once, or an error)."""
+        return len(self._satisfied)
+
     def outstanding(self) -> int:
         """Deliveries the model expects that were not seen yet."""
         return sum(len(q) for q in self._expected.values()) + len(self._inflight)

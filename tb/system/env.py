@@ -2,7 +2,8 @@
 
 ``SystemEnv`` holds a VM-traffic agent (sequencer, driver, monitor), a VMM agent (the
 register driver and the migration procedure of ``tb/system/vmm.py``) and the scoreboard of
-``tb/system/traffic.py`` fed through analysis ports.
+``tb/system/traffic.py`` fed through analysis ports, plus the cycle-level remapper check of
+``tb/system/irq_check.py`` that the BFM feeds from the ``irq_trace`` port.
 
 All per-cycle work on the VM-facing ports runs in one coroutine, ``VmBfm``: it drives the
 request stream, and samples the response and interrupt streams (random ``ready`` drops for
@@ -43,6 +44,7 @@ from model.vfio import MigrationFlags
 from tb.common.streams import pack, unpack
 from tb.common.uvm import BfmDriver
 
+from .irq_check import SystemIrqCheck
 from .traffic import Scoreboard, TrafficGenerator, VmInterrupt, VmRequest, VmResponse
 from .vmm import CsrBus, Vmm
 
@@ -67,10 +69,13 @@ class Knobs:
     plan: str = ""               # empty: tb.system.vmm.default_plan
     migrations: int = -1         # -1: the default plan's length
     heavy_vfs: str = ""          # comma list; empty: tb.system.vmm.heavy_vfs
+    storm_vfs: str = ""          # comma list of VFs whose traffic is an interrupt storm
+    irte_mask: int = 0           # 1: mask vector 0's IRTE across every migration
     idle_prob: float = 0.3       # request stream: idle cycles between requests
     resp_backpressure: float = 0.1
     irq_backpressure: float = 0.1
     error_prob: float = 0.01     # requests that must fail (past the image, bad vector)
+    unknown_vf_prob: float = 0.005  # requests to VF ids the system does not have
     warmup_cycles: int = 1000    # traffic before the first migration
     gap_cycles: int = 600        # traffic between two migrations
     report: str = ""             # where to write the JSON report
@@ -110,6 +115,7 @@ class VmBfm:
         self.depth = depth
         self.tag_limit = (1 << config.tag_bits) - 1   # in flight per VF, so tags stay unique
         self.on_issued = self.on_response = self.on_interrupt = None
+        self.irq_check = None    # a tb.system.irq_check.SystemIrqCheck, fed every cycle
         self._queue: deque[VmRequest] = deque()
         self._space = Event()
         self._empty = Event()
@@ -120,6 +126,11 @@ class VmBfm:
         dut.req__valid.value = 0
         dut.resp__ready.value = 0
         dut.irq__ready.value = 0
+
+    def _trace_fire_mask(self) -> int:
+        from hdl.system import irq_trace_layout
+        layout = irq_trace_layout(self.config)
+        return 1 << layout["raised"].offset | 1 << layout["command"].offset
 
     async def reset(self, cycles: int = 5) -> None:
         dut = self.dut
@@ -150,6 +161,8 @@ class VmBfm:
         req_valid, req_ready, req_payload = dut.req__valid, dut.req__ready, dut.req__payload
         resp_valid, resp_ready, resp_payload = dut.resp__valid, dut.resp__ready, dut.resp__payload
         irq_valid, irq_ready, irq_payload = dut.irq__valid, dut.irq__ready, dut.irq__payload
+        trace = dut.irq_trace
+        trace_fired = self._trace_fire_mask()
         edge, settle = RisingEdge(clk), ReadOnly()
         driving: VmRequest | None = None
         resp_rdy = irq_rdy = 1
@@ -162,11 +175,16 @@ class VmBfm:
                 resp_word = (int(resp_payload.value) if resp_rdy and resp_valid.value == 1
                              else None)
                 irq_word = int(irq_payload.value) if irq_rdy and irq_valid.value == 1 else None
+                trace_word = int(trace.value) if self.irq_check else 0
             except ValueError:
                 raise AssertionError(f"X/Z bits in a valid beat: resp {resp_payload.value}, "
-                                     f"irq {irq_payload.value}") from None
+                                     f"irq {irq_payload.value}, irq_trace {trace.value}"
+                                     ) from None
             await edge
+            cycle = self.cycles
             self.cycles += 1
+            if trace_word & trace_fired:
+                self.irq_check.trace(cycle, trace_word)
             if req_fire:
                 self._queue.popleft()
                 self.inflight[driving.vf] += 1
@@ -185,9 +203,11 @@ class VmBfm:
                 if self.on_response:
                     self.on_response(resp)
             if irq_word is not None:
-                f = unpack(self.irq_layout, irq_word)
+                irq = VmInterrupt(**unpack(self.irq_layout, irq_word))
+                if self.irq_check:
+                    self.irq_check.delivered(cycle, irq)
                 if self.on_interrupt:
-                    self.on_interrupt(VmInterrupt(f["vf"], f["vector"], f["addr"], f["data"]))
+                    self.on_interrupt(irq)
             if driving is None:
                 head = self._queue[0] if self._queue else None
                 if (head is not None and self.inflight[head.vf] < self.tag_limit
@@ -302,10 +322,12 @@ class SystemScoreboard(uvm_scoreboard):
                                                           self.model.response)
         self.irq_export = uvm_subscriber.uvm_AnalysisImp("irq_export", self,
                                                          self.model.interrupt)
+        self.irq_check = SystemIrqCheck(config)
+        ConfigDB().get(self, "", "BFM").irq_check = self.irq_check
 
     def check_phase(self):
         totals = self.model.finish()
-        for text in self.model.messages:
+        for text in self.model.messages + self.irq_check.messages:
             self.logger.error(text)
         self.logger.info("scoreboard: %s", totals.to_dict())
 

@@ -97,8 +97,12 @@ def format_report(report: dict) -> str:
         f"requests {t['requests']}, responses checked {t['responses_checked']}, mismatches "
         f"{t['mismatches']} (image {t.get('image_mismatches', 0)}), lost {t['lost']}, "
         f"duplicates {t.get('duplicates', 0)}, reordered {t.get('reordered', 0)}",
-        f"interrupts raised {t.get('irq_raised', 0)}, delivered {t.get('irq_delivered', 0)}, "
-        f"errors {t.get('irq_errors', 0)}; VMM problems {t.get('vmm_problems', 0)}",
+        f"interrupts raised {t.get('interrupts_raised', 0)}, delivered "
+        f"{t.get('interrupts_delivered', 0)}, blocked {t.get('interrupts_blocked', 0)} "
+        f"(spoof attempts {t.get('spoof_attempts', 0)}), duplicated "
+        f"{t.get('interrupts_duplicated', 0)}, lost {t.get('interrupts_lost', 0)}, errors "
+        f"{t.get('irq_errors', 0) + t.get('irq_check_errors', 0)}; VMM problems "
+        f"{t.get('vmm_problems', 0)}",
         f"{report.get('cycles', 0)} cycles in {report.get('wall_seconds', 0)} s of simulation",
     ]
     return "\n".join(lines)

@@ -15,6 +15,7 @@ import json
 import os
 import random
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import cocotb
@@ -24,7 +25,9 @@ from cocotb.triggers import RisingEdge, Timer
 from pyuvm import ConfigDB, uvm_test
 
 from model.config import Device, SystemConfig
+from model.irq_remap import FaultReason, RemapEntry
 from model.regmap import GLOBAL, ID_VALUE
+from model.state import Op
 from model.vfio import DeviceState
 
 from .env import (
@@ -35,8 +38,16 @@ from .env import (
     VmBfm,
     config_from_dict,
 )
-from .traffic import TrafficGenerator
-from .vmm import CLOCK_NS, check_plan, default_plan, format_plan, heavy_vfs, parse_plan
+from .traffic import TrafficGenerator, irte_entry
+from .vmm import (
+    CLOCK_NS,
+    check_plan,
+    default_plan,
+    format_plan,
+    heavy_vfs,
+    parse_plan,
+    plan_groups,
+)
 
 
 class Progress:
@@ -79,6 +90,9 @@ class SystemTestBase(uvm_test):
         self.seqr = self.env.traffic.seqr
         self.vmm = self.env.vmm_agent.vmm
         self.sb = self.env.scoreboard.model
+        self.irq_check = self.vmm.irq_check = self.env.scoreboard.irq_check
+        self.irq_hw: dict[str, int] | None = None
+        self.spoof_attempts = 0
 
     async def cycles(self, n: int) -> None:
         if n > 1:
@@ -138,18 +152,23 @@ class SystemScenario(SystemTestBase):
         steps = self.steps = self.plan()
         heavy = (tuple(int(v) for v in knobs.heavy_vfs.split(",")) if knobs.heavy_vfs
                  else heavy_vfs(config))
+        storm = tuple(int(v) for v in knobs.storm_vfs.split(",")) if knobs.storm_vfs else ()
         gen = TrafficGenerator(config.layout, config.n_vfs, config.tag_bits,
                                random.Random(self.rng.getrandbits(32)), heavy_vfs=heavy,
-                               error_prob=knobs.error_prob)
+                               error_prob=knobs.error_prob, storm_vfs=storm,
+                               unknown_vf_prob=knobs.unknown_vf_prob)
         self.progress(f"scenario: {config.n_vfs} VFs, seed {knobs.seed}, write-heavy VF(s) "
                       f"{list(heavy)}, plan {format_plan(steps)}")
         await RequestListSeq("msix_init", gen.msix_init()).start(self.seqr)
         await self.drain("MSI-X programming")
+        await self.vmm.program_irtes()
+        await self.spoof(gen)
         traffic = self.traffic = RandomTrafficSeq("traffic", gen)
         traffic_task = cocotb.start_soon(traffic.start(self.seqr))
         await self.cycles(knobs.warmup_cycles)
-        for step in steps:
-            await self.vmm.run(step)
+        for group in plan_groups(steps):
+            for task in [cocotb.start_soon(self.run_step(step)) for step in group]:
+                await task
             await self.cycles(knobs.gap_cycles)
         traffic.stop()
         await traffic_task
@@ -161,6 +180,61 @@ class SystemScenario(SystemTestBase):
         await self.drain("image read-back")
         await self.check_final_states()
         await self.cycles(200)  # interrupts still pending somewhere come out
+        left = await self.vmm.pop_faults()
+        self.vmm.expect(not left, f"fault records after the spoof phase: {left}")
+        self.irq_hw = await self.vmm.irq_counters()
+
+    async def run_step(self, step) -> None:
+        masked = self.knobs.irte_mask and step.mode != "invalid"
+        if masked:  # vector 0's interrupts go pending at the remapper across the switchover
+            await self.set_irte_mask(step.vf, True)
+        await self.vmm.run(step)
+        if masked:
+            await self.set_irte_mask(step.vf, False)
+
+    async def set_irte_mask(self, vf: int, mask: bool) -> None:
+        loc = await self.vmm.location(vf)
+        for vector in (0,):
+            await self.vmm.write_irte(vf, vector,
+                                      irte_entry(vf, vector, loc.device, loc.slot, mask=mask))
+
+    async def spoof(self, gen: TrafficGenerator) -> None:
+        """Isolation: the last VF raises VF 0's entry (twice) and its own entry while the VMM
+        has it not present; each must be blocked, counted and recorded."""
+        vmm, config = self.vmm, self.config
+        spoofer, victim = config.n_vfs - 1, 0
+        raised = (await vmm.irq_counters())["raised_count"]
+        await RequestListSeq("spoof", gen.spoof(spoofer, 0, victim, times=2)).start(self.seqr)
+        await self.drain("spoof")
+        absent = 1 % config.layout.msix_vectors
+        await vmm.write_irte(spoofer, absent, RemapEntry())
+        notify = [gen.request(spoofer, Op.NOTIFY, 0, absent, "init")]
+        await RequestListSeq("absent", notify).start(self.seqr)
+        await self.drain("raise of a not-present entry")
+        await self.wait_raised(raised + 3)
+        loc = await vmm.location(spoofer)
+        await vmm.write_irte(spoofer, absent, irte_entry(spoofer, absent, loc.device, loc.slot))
+        self.spoof_attempts = 3
+        # present again: the same vector is delivered
+        again = [gen.request(spoofer, Op.NOTIFY, 0, absent, "init")]
+        await RequestListSeq("present", again).start(self.seqr)
+        await self.drain("raise of the entry present again")
+        records = await vmm.pop_faults()
+        want = ([{"reason": FaultReason.SOURCE_MISMATCH, "source_device": 0,
+                  "source_slot": spoofer, "vf": victim, "vector": 0}] * 2
+                + [{"reason": FaultReason.NOT_PRESENT, "source_device": 0,
+                    "source_slot": spoofer, "vf": spoofer, "vector": absent}])
+        vmm.expect(records == want, f"fault records {records}, expected {want}")
+        self.progress(f"spoof: VF {spoofer} raised VF {victim}'s entry twice and a not-present "
+                      f"entry once: {len(records)} fault records")
+
+    async def wait_raised(self, count: int, timeout: int = 5_000) -> None:
+        waited = 0
+        while (await self.vmm.irq_counters())["raised_count"] < count:
+            if waited >= timeout:
+                raise AssertionError(f"IRQ_RAISED did not reach {count} in {timeout} cycles")
+            await self.cycles(16)
+            waited += 16
 
     async def check_identity(self):
         bus, config = self.vmm.bus, self.config
@@ -193,23 +267,47 @@ class SystemScenario(SystemTestBase):
                             f"VF {vf} ends {state!r} on {loc.device.label}, expected RUNNING "
                             f"on {where[vf].label}")
 
+    def irq_problems(self, irq, totals) -> list[str]:
+        """The interrupt guarantees of issue 3, as problems when they do not hold."""
+        out = []
+        if self.irq_hw is None:
+            out.append("the remapper counters were never read (the scenario stopped early)")
+        if irq.irq_check_errors:
+            out.append(f"remapper check: {irq.irq_check_errors} errors")
+        if irq.interrupts_duplicated or irq.interrupts_lost:
+            out.append(f"interrupts: {irq.interrupts_duplicated} duplicated, "
+                       f"{irq.interrupts_lost} lost")
+        if irq.interrupts_delivered + irq.interrupts_blocked != irq.interrupts_raised:
+            out.append(f"interrupts: {irq.interrupts_delivered} delivered + "
+                       f"{irq.interrupts_blocked} blocked != {irq.interrupts_raised} raised")
+        if irq.interrupts_blocked != self.spoof_attempts:
+            out.append(f"interrupts: {irq.interrupts_blocked} blocked, but "
+                       f"{self.spoof_attempts} spoof attempts were made")
+        if totals.irq_spoofed != irq.interrupts_spoofed:
+            out.append(f"VMs sent {totals.irq_spoofed} interrupts naming another VF's entry, "
+                       f"the remapper saw {irq.interrupts_spoofed}")
+        return out
+
     def report_phase(self):
         sb, vmm, knobs, config = self.sb, self.vmm, self.knobs, self.config
         totals = sb.finish()
+        irq = self.irq_check.finish(self.irq_hw)
         migrations = [r.report() for r in vmm.records]
         problems = list(vmm.problems) + ([self.failure] if self.failure else [])
+        problems += self.irq_problems(irq, totals)
         passed = sb.ok() and not problems
         report = {
             "config": {**config.to_dict(), "seed": knobs.seed, "sim": knobs.sim},
             "plan": format_plan(self.steps),
             "migrations": migrations,
-            "totals": {**totals.to_dict(), "vmm_problems": len(problems)},
+            "totals": {**totals.to_dict(), **asdict(irq), "spoof_attempts": self.spoof_attempts,
+                       "vmm_problems": len(problems)},
             "interrupts": sb.irq_summary(),
             "cycles": self.bfm.cycles,
             "request_stall_cycles": self.bfm.stall_cycles,
             "wall_seconds": round(time.monotonic() - self.wall_start, 1),
             "passed": passed,
-            "problems": problems + sb.messages,
+            "problems": problems + sb.messages + self.irq_check.messages,
         }
         if knobs.report:
             Path(knobs.report).parent.mkdir(parents=True, exist_ok=True)

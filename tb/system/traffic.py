@@ -8,9 +8,13 @@ converge), and the final read-back of every image.
 ``Scoreboard`` predicts every response with one ``model.state.GoldenVF`` per VF, applying each
 request when the DUT accepts it (per VF, acceptance order is execution order), and matches
 responses per VF by tag. It counts mismatches, lost, duplicated and reordered responses, and
-checks interrupts: each delivered interrupt must name a vector raised for that VF with the
-table's addr/data at the time, never more often than raised, and at least once by the end
-(MSI-X pending bits coalesce while a VF is held, so exactly-once is not required here).
+checks interrupts end to end, VM request to VM delivery: each delivered interrupt must name
+a (VF, vector) that VF raised with its own remapping entry in the MSI-X address, reach the
+VM and guest vector the VMM programmed, never more often than raised, and at least once by
+the end. (MSI-X pending bits coalesce inside a device while a VF is held, and when the hold
+starts is the hardware's business, so this level cannot demand exactly-once; the remapper
+level, ``tb/system/irq_check.py``, proves exactly-once per message a device sent.) Raises
+whose address names another VF's entry are spoofs: counted, and expected to be blocked.
 """
 
 from __future__ import annotations
@@ -19,7 +23,11 @@ import random
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
-from model.state import MASK32, MSIX_ADDR_LO, MSIX_DATA, GoldenVF, ImageLayout, Op
+from model.irq_remap import RemapEntry, RemapParams, ValidationMode, handle_of_address, msi_address
+from model.protocol import MAX_VFS
+from model.state import MASK32, MSIX_ADDR_LO, MSIX_CTRL, MSIX_DATA, GoldenVF, ImageLayout, Op
+
+MAX_VF_ID = MAX_VFS - 1   # the largest VF id a VM can name (hdl.formats.VF_ID_BITS)
 
 
 @dataclass(frozen=True)
@@ -42,18 +50,33 @@ class VmResponse:
 
 @dataclass(frozen=True)
 class VmInterrupt:
+    """A delivered interrupt: the VM and guest vector, and the (VF, vector) entry behind it."""
+    vm: int
+    guest_vector: int
     vf: int
     vector: int
-    addr: int
-    data: int
 
 
-def msix_message(vf: int, vector: int) -> tuple[int, int]:
-    """(addr_lo, data) programmed into MSI-X entry ``vector`` of ``vf``: unique per pair, so a
-    misrouted or stale interrupt cannot pass for another."""
-    addr = 0xFEE0_0000 | (vf << 12) | (vector << 2)
+def msix_message(params: RemapParams, vf: int, vector: int) -> tuple[int, int]:
+    """(addr_lo, data) programmed into MSI-X entry ``vector`` of ``vf``: the address names
+    the VF's own remapping entry (VT-d remappable format), the data is unique per pair."""
+    addr = msi_address(params.handle(vf, vector))
     data = 0x4000_0000 | (vf << 16) | vector
     return addr, data
+
+
+def irte_destination(vf: int, vector: int) -> tuple[int, int]:
+    """(VM, guest vector) the VMM programs for (vf, vector): VF v belongs to VM v + 1, and
+    its vectors are guest vectors 32 + vector (distinct pairs, so a misdelivery shows)."""
+    return (vf + 1) & 0xFF, (32 + vector) & 0xFF
+
+
+def irte_entry(vf: int, vector: int, device: int, slot: int, *, present: bool = True,
+               mask: bool = False) -> RemapEntry:
+    """The entry the VMM programs for (vf, vector) of a VF served at (device, slot)."""
+    vm, guest_vector = irte_destination(vf, vector)
+    return RemapEntry(present=present, mask=mask, mode=ValidationMode.EXACT,
+                      source_device=device, source_slot=slot, vm=vm, guest_vector=guest_vector)
 
 
 @dataclass(frozen=True)
@@ -64,8 +87,14 @@ class VfProfile:
     write_heavy: bool        # writes anywhere in memory (dirty every block) vs. a hot set
 
 
+    mask_toggles: float = 0.0  # share of requests that mask or unmask an MSI-X vector
+
+
 NORMAL = VfProfile(weight=1.0, op_weights=(0.5, 0.2, 0.2, 0.1), write_heavy=False)
 HEAVY = VfProfile(weight=8.0, op_weights=(0.05, 0.5, 0.4, 0.05), write_heavy=True)
+# An interrupt storm: nearly every request raises a vector, some (un)mask one.
+STORM = VfProfile(weight=6.0, op_weights=(0.02, 0.02, 0.01, 0.95), write_heavy=False,
+                  mask_toggles=0.08)
 
 
 class TrafficGenerator:
@@ -75,13 +104,17 @@ class TrafficGenerator:
     NOTIFY of a vector the VF does not have): they check the error path of every VF."""
 
     def __init__(self, layout: ImageLayout, n_vfs: int, tag_bits: int, rng: random.Random,
-                 heavy_vfs: tuple[int, ...] = (), error_prob: float = 0.01):
+                 heavy_vfs: tuple[int, ...] = (), error_prob: float = 0.01,
+                 storm_vfs: tuple[int, ...] = (), unknown_vf_prob: float = 0.0):
         self.layout, self.n_vfs, self.rng = layout, n_vfs, rng
+        self.remap = RemapParams(n_vfs, layout.msix_vectors)
         self.tag_mask = (1 << tag_bits) - 1
         self.error_prob = error_prob
-        self.profiles = [HEAVY if vf in heavy_vfs else NORMAL for vf in range(n_vfs)]
+        self.profiles = [STORM if vf in storm_vfs else HEAVY if vf in heavy_vfs else NORMAL
+                         for vf in range(n_vfs)]
         self._vf_weights = [p.weight for p in self.profiles]
-        self._next_tag = [0] * n_vfs
+        self.unknown_vf_prob = unknown_vf_prob if n_vfs < MAX_VF_ID else 0.0
+        self._next_tag = [0] * (MAX_VF_ID + 1)
         lay = layout
         self._csr = list(range(lay.csr_words))
         self._mem = list(range(lay.mem_base, lay.image_words))
@@ -108,18 +141,35 @@ class TrafficGenerator:
         out = []
         for vf in range(self.n_vfs) if vfs is None else vfs:
             for vector in range(self.layout.msix_vectors):
-                addr, data = msix_message(vf, vector)
+                addr, data = msix_message(self.remap, vf, vector)
                 out.append(self.request(vf, Op.WRITE, self.layout.msix_word(vector, MSIX_ADDR_LO),
                                         addr, "init"))
                 out.append(self.request(vf, Op.WRITE, self.layout.msix_word(vector, MSIX_DATA),
                                         data, "init"))
         return out
 
+    def spoof(self, vf: int, vector: int, victim: int, times: int = 2) -> list[VmRequest]:
+        """``vf`` points its MSI-X ``vector`` at ``victim``'s entry for the same vector,
+        raises it ``times`` times (each must be blocked: wrong source id), and restores it."""
+        word = self.layout.msix_word(vector, MSIX_ADDR_LO)
+        own, _ = msix_message(self.remap, vf, vector)
+        forged, _ = msix_message(self.remap, victim, vector)
+        return ([self.request(vf, Op.WRITE, word, forged, "init")]
+                + [self.request(vf, Op.NOTIFY, 0, vector, "init") for _ in range(times)]
+                + [self.request(vf, Op.WRITE, word, own, "init")])
+
     def random_request(self, vf: int | None = None) -> VmRequest:
         rng = self.rng
+        if vf is None and self.unknown_vf_prob and rng.random() < self.unknown_vf_prob:
+            # a VF id the system does not have: the router must answer it with an error
+            return self.request(rng.randrange(self.n_vfs, MAX_VF_ID + 1), Op.READ, 0)
         if vf is None:
             vf = rng.choices(range(self.n_vfs), self._vf_weights)[0]
         profile = self.profiles[vf]
+        if profile.mask_toggles and rng.random() < profile.mask_toggles:
+            vector = rng.randrange(self.layout.msix_vectors)
+            return self.request(vf, Op.WRITE, self.layout.msix_word(vector, MSIX_CTRL),
+                                rng.getrandbits(1))
         op = rng.choices((Op.READ, Op.WRITE, Op.ADD, Op.NOTIFY), profile.op_weights)[0]
         if self.error_prob and rng.random() < self.error_prob:
             return self._error_request(vf, op)
@@ -166,8 +216,10 @@ class Totals:
     duplicates: int = 0
     reordered: int = 0
     image_mismatches: int = 0   # mismatches of the final read-back (subset of mismatches)
-    irq_raised: int = 0
+    unknown_vf_requests: int = 0  # requests naming a VF id the system does not have
+    irq_raised: int = 0         # interrupts the golden VFs sent naming their own entries
     irq_delivered: int = 0
+    irq_spoofed: int = 0        # interrupts the golden VFs sent naming another VF's entry
     irq_errors: int = 0
 
     def to_dict(self) -> dict:
@@ -188,21 +240,38 @@ class Scoreboard:
         self.golden = [GoldenVF(self.layout) for _ in range(self.n_vfs)]
         self._outstanding: list[deque[_Expected]] = [deque() for _ in range(self.n_vfs)]
         self._skipped: list[dict[int, _Expected]] = [{} for _ in range(self.n_vfs)]
-        self._delivered: Counter = Counter()   # (vf, vector, addr, data)
+        self._unknown: dict[int, deque[_Expected]] = {}   # requests to VF ids >= n_vfs
+        self.remap = RemapParams(self.n_vfs, self.layout.msix_vectors)
+        self._delivered: Counter = Counter()   # (vf, vector)
         self._raised_counts: Counter = Counter()
         self._raised_seen = [0] * self.n_vfs   # golden interrupts already counted, per VF
         self._finished = False
 
     # -- inputs
     def issued(self, req: VmRequest) -> None:
-        """The DUT accepted ``req``: apply it to the VF's golden model now."""
-        data, error = self.golden[req.vf].request(req.op, req.addr, req.data)
-        self._outstanding[req.vf].append(_Expected(req, data, error))
+        """The DUT accepted ``req``: apply it to the VF's golden model now (a VF id the
+        system does not have must get an error response, data 0)."""
+        if req.vf >= self.n_vfs:
+            self._unknown.setdefault(req.vf, deque()).append(_Expected(req, 0, True))
+            self.totals.unknown_vf_requests += 1
+        else:
+            data, error = self.golden[req.vf].request(req.op, req.addr, req.data)
+            self._outstanding[req.vf].append(_Expected(req, data, error))
         self.totals.requests += 1
 
     def response(self, resp: VmResponse) -> None:
         if not 0 <= resp.vf < self.n_vfs:
-            self._error("duplicates", f"response for VF {resp.vf}, which does not exist: {resp}")
+            queue = self._unknown.get(resp.vf)
+            if not queue or queue[0].request.tag != resp.tag:
+                self._error("duplicates", f"response for VF {resp.vf}, which does not exist, "
+                                          f"matching no request in order: {resp}")
+                return
+            expected = queue.popleft()
+            self.totals.responses_checked += 1
+            if resp.data != 0 or not resp.error:
+                self.totals.mismatches += 1
+                self._message(f"{expected.request} to a VF the system does not have answered "
+                              f"data=0x{resp.data:08x} error={resp.error}, expected an error")
             return
         queue = self._outstanding[resp.vf]
         expected = None
@@ -237,18 +306,28 @@ class Scoreboard:
 
     def interrupt(self, irq: VmInterrupt) -> None:
         self.totals.irq_delivered += 1
-        key = (irq.vf, irq.vector, irq.addr, irq.data)
+        key = (irq.vf, irq.vector)
+        if (irq.vm, irq.guest_vector) != irte_destination(irq.vf, irq.vector):
+            vm, guest_vector = irte_destination(irq.vf, irq.vector)
+            self._error("irq_errors", f"interrupt {irq} reached VM {irq.vm} vector "
+                                      f"{irq.guest_vector}, programmed VM {vm} vector "
+                                      f"{guest_vector}")
         self._delivered[key] += 1
         raised = self._raised().get(key, 0)
         if self._delivered[key] > raised:
             what = "never raised" if raised == 0 else f"raised only {raised} times"
             self._error("irq_errors", f"interrupt {irq} delivered {self._delivered[key]} times, "
-                                      f"{what} with that vector/addr/data")
+                                      f"{what}")
 
     # -- queries
     def outstanding(self, vf: int | None = None) -> int:
-        vfs = range(self.n_vfs) if vf is None else (vf,)
-        return sum(len(self._outstanding[v]) + len(self._skipped[v]) for v in vfs)
+        if vf is None:
+            return (sum(len(q) + len(k) for q, k in zip(self._outstanding, self._skipped,
+                                                         strict=True))
+                    + sum(len(q) for q in self._unknown.values()))
+        if vf >= self.n_vfs:
+            return len(self._unknown.get(vf, ()))
+        return len(self._outstanding[vf]) + len(self._skipped[vf])
 
     def finish(self) -> Totals:
         """Close the books: whatever is still outstanding is lost; check interrupt coverage."""
@@ -259,16 +338,13 @@ class Scoreboard:
             pending = list(self._outstanding[vf]) + list(self._skipped[vf].values())
             for item in pending:
                 self._error("lost", f"VF {vf}: no response to {item.request}")
+        for vf, queue in sorted(self._unknown.items()):
+            for item in queue:
+                self._error("lost", f"unknown VF {vf}: no response to {item.request}")
         raised = self._raised()
-        per_vector: Counter = Counter()
-        for (vf, vector, _addr, _data), n in self._delivered.items():
-            per_vector[(vf, vector)] += n
-        raised_vectors: Counter = Counter()
-        for (vf, vector, _addr, _data), n in raised.items():
-            raised_vectors[(vf, vector)] += n
         self.totals.irq_raised = sum(raised.values())
-        for (vf, vector), n in sorted(raised_vectors.items()):
-            if n and not per_vector[(vf, vector)]:
+        for (vf, vector), n in sorted(raised.items()):
+            if n and not self._delivered[(vf, vector)]:
                 self._error("irq_errors", f"VF {vf} vector {vector}: raised {n} times, "
                                           f"never delivered")
         return self.totals
@@ -280,9 +356,9 @@ class Scoreboard:
     def irq_summary(self) -> dict[str, dict[str, int]]:
         """{"vf.vector": {"raised", "delivered"}} for the report."""
         out: dict[str, dict[str, int]] = {}
-        for (vf, vector, _a, _d), n in self._raised().items():
+        for (vf, vector), n in self._raised().items():
             out.setdefault(f"{vf}.{vector}", {"raised": 0, "delivered": 0})["raised"] += n
-        for (vf, vector, _a, _d), n in self._delivered.items():
+        for (vf, vector), n in self._delivered.items():
             out.setdefault(f"{vf}.{vector}", {"raised": 0, "delivered": 0})["delivered"] += n
         return dict(sorted(out.items()))
 
@@ -290,7 +366,11 @@ class Scoreboard:
     def _raised(self) -> Counter:
         for vf, golden in enumerate(self.golden):
             for irq in golden.interrupts[self._raised_seen[vf]:]:
-                self._raised_counts[(vf, irq.vector, irq.addr, irq.data)] += 1
+                handle = handle_of_address(irq.addr) & ((1 << self.remap.handle_bits) - 1)
+                if handle == self.remap.handle(vf, irq.vector):
+                    self._raised_counts[(vf, irq.vector)] += 1
+                else:
+                    self.totals.irq_spoofed += 1
             self._raised_seen[vf] = len(golden.interrupts)
         return self._raised_counts
 

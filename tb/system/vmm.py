@@ -24,13 +24,17 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from cocotb.triggers import ReadOnly, RisingEdge, Timer
+from cocotb.triggers import Lock, ReadOnly, RisingEdge, Timer
 
 from model.config import Device, SystemConfig
+from model.irq_remap import RemapEntry, RemapOp
 from model.regmap import (
     CONTROL_CLEAR_ERROR,
     CONTROL_COMMIT,
     GLOBAL,
+    IRTE_CMD_BUSY,
+    IRTE_CMD_REFUSED,
+    IRTE_DATA_PENDING,
     LOCATION_MIGRATING,
     STATUS_BUSY,
     STATUS_CONVERGED,
@@ -38,9 +42,13 @@ from model.regmap import (
     STATUS_READY_TO_COMMIT,
     STATUS_REASON,
     ErrorCode,
+    irq_fault_fields,
+    irte_cmd,
     vf_reg,
 )
 from model.vfio import DeviceState
+
+from .traffic import irte_entry
 
 CLOCK_NS = 10
 MODES = ("pre", "stop", "abort", "invalid")
@@ -52,11 +60,13 @@ class MigrationStep:
     """One VMM action: ``pre`` (pre-copy then commit), ``stop`` (stop-copy only then commit),
     ``abort`` (pre-copy, abort after ``abort_after_rounds`` dirty rounds), ``invalid`` (an
     illegal VFIO request on a running VF).  ``probe`` adds an illegal STOP_COPY -> PRE_COPY
-    request in the middle of a migration, which must change nothing."""
+    request in the middle of a migration, which must change nothing. ``concurrent``: starts
+    together with the step before it (written ``+`` in a plan), so migrations overlap."""
     vf: int
     mode: str
     probe: bool = False
     abort_after_rounds: int = 1
+    concurrent: bool = False
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -67,27 +77,47 @@ class MigrationStep:
 
 
 def parse_plan(text: str) -> list[MigrationStep]:
-    """``"0:pre,1:abort,0:stop:probe,2:invalid"`` -> steps."""
+    """``"0:pre,1:abort,0:stop:probe,2:invalid,1:pre+5:pre"`` -> steps (``+``: at once)."""
     steps = []
-    for item in filter(None, (s.strip() for s in text.split(","))):
-        parts = item.split(":")
-        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "probe"):
-            raise ValueError(f"plan step {item!r} is not VF:MODE[:probe]")
-        try:
-            vf = int(parts[0])
-        except ValueError:
-            raise ValueError(f"plan step {item!r}: VF {parts[0]!r} is not an integer") from None
-        steps.append(MigrationStep(vf, parts[1], probe=len(parts) == 3))
+    for group in filter(None, (s.strip() for s in text.split(","))):
+        for index, item in enumerate(s.strip() for s in group.split("+")):
+            parts = item.split(":")
+            if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "probe"):
+                raise ValueError(f"plan step {item!r} is not VF:MODE[:probe]")
+            try:
+                vf = int(parts[0])
+            except ValueError:
+                raise ValueError(f"plan step {item!r}: VF {parts[0]!r} is not an "
+                                 f"integer") from None
+            steps.append(MigrationStep(vf, parts[1], probe=len(parts) == 3,
+                                       concurrent=index > 0))
     return steps
 
 
 def format_plan(steps: list[MigrationStep]) -> str:
-    return ",".join(map(str, steps))
+    return "".join(("+" if s.concurrent else "," if i else "") + str(s)
+                   for i, s in enumerate(steps))
+
+
+def plan_groups(steps: list[MigrationStep]) -> list[list[MigrationStep]]:
+    """The steps that start together, in order."""
+    groups: list[list[MigrationStep]] = []
+    for step in steps:
+        if step.concurrent and groups:
+            groups[-1].append(step)
+        else:
+            groups.append([step])
+    return groups
 
 
 def check_plan(steps: list[MigrationStep], config: SystemConfig) -> None:
     """Raise ValueError if a step names a missing VF or would overfill a device."""
     where = [Device.HOST] * config.n_vfs
+    for group in plan_groups(steps):
+        vfs = [step.vf for step in group]
+        if len(set(vfs)) != len(vfs):
+            raise ValueError(f"plan group {format_plan(group)}: a VF cannot make two moves at "
+                             f"once")
     for step in steps:
         if not 0 <= step.vf < config.n_vfs:
             raise ValueError(f"plan step {step}: VF {step.vf} does not exist "
@@ -249,12 +279,21 @@ class CsrBus:
     def __init__(self, dut, clock):
         self.dut, self.clock = dut, clock
         self.accesses = 0
+        self.lock = Lock()   # concurrent migrations share the port
         dut.csr_we.value = 0
         dut.csr_re.value = 0
         dut.csr_addr.value = 0
         dut.csr_wdata.value = 0
 
     async def write(self, addr: int, value: int) -> None:
+        async with self.lock:
+            await self._write(addr, value)
+
+    async def read(self, addr: int) -> int:
+        async with self.lock:
+            return await self._read(addr)
+
+    async def _write(self, addr: int, value: int) -> None:
         dut = self.dut
         await RisingEdge(self.clock)
         dut.csr_addr.value = addr
@@ -264,7 +303,7 @@ class CsrBus:
         dut.csr_we.value = 0
         self.accesses += 1
 
-    async def read(self, addr: int) -> int:
+    async def _read(self, addr: int) -> int:
         dut = self.dut
         await RisingEdge(self.clock)
         dut.csr_addr.value = addr
@@ -292,8 +331,10 @@ class Vmm:
     timeout_cycles: int = 0          # 0: scaled to the image size and round limit
     problems: list[str] = field(default_factory=list)
     records: list[MigrationRecord] = field(default_factory=list)
+    irq_check: object = None         # tb.system.irq_check.SystemIrqCheck, when present
 
     def __post_init__(self):
+        self._sequence = Lock()      # multi-register sequences (IRTE, cycle) of overlapping tasks
         if not self.timeout_cycles:
             cfg = self.config
             self.timeout_cycles = (20_000 + 4 * cfg.layout.image_words
@@ -320,8 +361,9 @@ class Vmm:
             return value
 
     async def cycle(self) -> int:
-        lo = await self.bus.read(GLOBAL["CYCLE_LO"])
-        hi = await self.bus.read(GLOBAL["CYCLE_HI"])
+        async with self._sequence:
+            lo = await self.bus.read(GLOBAL["CYCLE_LO"])
+            hi = await self.bus.read(GLOBAL["CYCLE_HI"])
         return hi << 32 | lo
 
     async def wait_cycles(self, n: int) -> None:
@@ -363,7 +405,84 @@ class Vmm:
     async def run(self, step: MigrationStep) -> MigrationRecord:
         if step.mode == "invalid":
             return await self.invalid_request(step.vf, DeviceState.ERROR)
-        return await self.migrate(step)
+        rec = await self.migrate(step)
+        await self.check_irtes(step.vf)
+        return rec
+
+    # -- interrupt remapping (IRTE_CMD / IRTE_DATA / IRQ_FAULT)
+    async def irte_command(self, op: RemapOp, vf: int, vector: int) -> None:
+        """Issue an IRTE command and wait until the remapper took it."""
+        await self.bus.write(GLOBAL["IRTE_CMD"], irte_cmd(op, vf, vector))
+        waited = 0
+        while True:
+            word = await self.bus.read(GLOBAL["IRTE_CMD"])
+            if not word >> IRTE_CMD_BUSY & 1:
+                break
+            if waited >= self.timeout_cycles:
+                raise VmmTimeout(f"IRTE {op.name} of VF {vf} vector {vector}: still busy after "
+                                 f"{waited} cycles")
+            await self.wait_cycles(self.poll_cycles)
+            waited += self.poll_cycles + 2
+        self.expect(not word >> IRTE_CMD_REFUSED & 1,
+                    f"IRTE {op.name} of VF {vf} vector {vector} refused (IRTE_CMD 0x{word:x})")
+
+    async def write_irte(self, vf: int, vector: int, entry: RemapEntry) -> None:
+        async with self._sequence:
+            await self.bus.write(GLOBAL["IRTE_DATA"], entry.pack(self.config.irq_remap))
+            await self.irte_command(RemapOp.WRITE, vf, vector)
+
+    async def read_irte(self, vf: int, vector: int) -> int:
+        """IRTE_DATA after a READ: the entry and, in bit 31, its pending bit."""
+        async with self._sequence:
+            await self.irte_command(RemapOp.READ, vf, vector)
+            return await self.bus.read(GLOBAL["IRTE_DATA"])
+
+    async def program_irtes(self) -> None:
+        """Every VF's entries: present, unmasked, EXACT source = its place (host slot vf)."""
+        for vf in range(self.config.n_vfs):
+            loc = await self.location(vf)
+            for vector in range(self.config.layout.msix_vectors):
+                await self.write_irte(vf, vector, irte_entry(vf, vector, loc.device, loc.slot))
+
+    async def check_irtes(self, vf: int) -> None:
+        """Read back the VF's entries: each must follow the VF to where it runs now (and the
+        remapper check compares entry and pending bit with the golden model)."""
+        loc = await self.location(vf)
+        for vector in range(self.config.layout.msix_vectors):
+            word = await self.read_irte(vf, vector)
+            entry = (self.irq_check.read_result(0, word) if self.irq_check
+                     else RemapEntry.unpack(self.config.irq_remap,
+                                            word & ((1 << IRTE_DATA_PENDING) - 1)))
+            self.expect(entry.source == (int(loc.device), loc.slot),
+                        f"VF {vf} vector {vector}: IRTE expects source {entry.source}, the VF "
+                        f"runs at {(int(loc.device), loc.slot)}")
+            self.expect(entry.canonical() == irte_entry(vf, vector, loc.device, loc.slot,
+                                                        mask=entry.mask),
+                        f"VF {vf} vector {vector}: IRTE reads {entry}")
+            self.expect(entry.mask or not word >> IRTE_DATA_PENDING & 1,
+                        f"VF {vf} vector {vector}: pending bit left set on an unmasked entry "
+                        f"after the migration")
+
+    async def pop_faults(self) -> list[dict[str, int]]:
+        """Read IRQ_FAULT until the fault queue is empty."""
+        records = []
+        while True:
+            word = await self.bus.read(GLOBAL["IRQ_FAULT"])
+            if self.irq_check:
+                record = self.irq_check.fault(0, word)
+            else:
+                record = irq_fault_fields(word)
+                record = record if record.pop("valid") else None
+            if record is None:
+                return records
+            records.append(record)
+
+    async def irq_counters(self) -> dict[str, int]:
+        """The remapper's counters, named as ``tb.irq_remap.HW_COUNTERS``."""
+        names = {"raised_count": "IRQ_RAISED", "delivered_count": "IRQ_DELIVERED",
+                 "blocked_count": "IRQ_BLOCKED", "coalesced_count": "IRQ_COALESCED",
+                 "fault_dropped": "IRQ_FAULTS_DROPPED"}
+        return {name: await self.bus.read(GLOBAL[reg]) for name, reg in names.items()}
 
     async def migrate(self, step: MigrationStep) -> MigrationRecord:
         vf = step.vf
