@@ -8,6 +8,8 @@
 SIM ?= verilator
 SEED ?= 1
 SIM_ARGS ?=
+POLICY ?=
+TRACE ?=
 PYTEST_ARGS ?=
 PYTHON ?= python3
 VENV ?= .venv
@@ -52,7 +54,9 @@ CHECK_SIM = $(PY) -m tb.check_sim $(SIM)
 
 help:
 	@echo "vfmig — make targets (SIM=$(SIM), SEED=$(SEED))"
-	@echo "  make sim        run the system simulation: 8 VFs, migrations both ways, one abort;"
+	@echo "  make sim        the closed loop: 8 VFs under the phase-changing workload, placed by the"
+	@echo "                  VF Manager from the hardware profiler (POLICY=vfmanager|seed|static,"
+	@echo "                  TRACE=file; SIM_ARGS='--policy plan' runs the scripted migrations);"
 	@echo "                  prints a report and writes build/sim/report.json (SIM_ARGS=... passes knobs)"
 	@echo "  make test       every test: model and amaranth.sim unit tests + cocotb benches"
 	@echo "                  (both simulators where installed; SIM=... restricts the benches)"
@@ -83,7 +87,8 @@ $(STAMP): pyproject.toml tb/pyproject_deps.py
 
 sim: $(STAMP)
 	@$(CHECK_SIM)
-	$(PY) -m tb.system.sim --sim $(SIM) --seed $(SEED) $(SIM_ARGS)
+	$(PY) -m tb.system.sim --sim $(SIM) --seed $(SEED) $(if $(POLICY),--policy $(POLICY)) \
+		$(if $(TRACE),--trace $(TRACE)) $(SIM_ARGS)
 
 test: $(STAMP)
 	@$(if $(filter file,$(origin SIM)),true,$(CHECK_SIM))

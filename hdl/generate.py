@@ -66,7 +66,7 @@ BLOCKS: tuple[Block, ...] = (
           lambda c: {"n_vfs": c.n_vfs}),
     Block("migproto_encoder", "hdl.migproto", "MigProtoEncoder", lambda cls, c: cls(),
           lambda c: {}),
-    Block("csr", "hdl.csr", "AxiLiteSlave", lambda cls, c: cls(), lambda c: {"addr_bits": 15}),
+    Block("csr", "hdl.csr", "AxiLiteSlave", lambda cls, c: cls(), lambda c: {}),
     Block("mig_engine", "hdl.mig_engine", "MigEngine",
           lambda cls, c: cls(c, Device.HOST),
           lambda c: {"config": c.to_dict(), "device": Device.HOST.label}),

@@ -18,12 +18,15 @@ from model.regmap import (
     IRTE_CMD_VF,
     IRTE_DATA_PENDING,
     LOCATION_MIGRATING,
+    PROFILER_BASE,
+    PROFILER_ROW_STRIDE,
     VF,
     VF_BASE,
     VF_STRIDE,
 )
 from model.router import RouterOp
 
+from .csr import AxiLiteSlave, axil_signature, regmap_mapped
 from .dma import DMA
 from .formats import bits_for, system_irq_layout, system_request_layout, system_response_layout
 from .irq_remap import (
@@ -34,6 +37,7 @@ from .irq_remap import (
     raise_layout,
 )
 from .mig_engine import MigEngine
+from .profiler import PROFILER_DEVICE_REGS, PROFILER_VF_REGS, Profiler
 from .router import Router
 from .vf_unit import VFUnit
 
@@ -71,8 +75,10 @@ class System(wiring.Component):
     irq : Out(stream of system_irq_layout)        remapped interrupts {vm, guest_vector, vf,
         vector}: the units' MSI-X messages after the interrupt remapper (hdl/irq_remap.py)
     irq_trace : Out(irq_trace_layout)             the remapper's accepted inputs, per cycle
-    csr_addr, csr_wdata, csr_we, csr_re : In; csr_rdata : Out
-        register bus (model/regmap.py, byte addresses); read data the cycle after csr_re
+    axil : In(axil_signature(ADDR_BITS))
+        the control plane: AXI4-Lite (hdl/csr.py) onto the register map of model/regmap.py
+        (byte addresses, 32-bit registers); unmapped addresses answer DECERR, misaligned
+        ones or partial strobes SLVERR, and never reach a register
     """
 
     def __init__(self, config: SystemConfig | None = None):
@@ -84,8 +90,7 @@ class System(wiring.Component):
             "resp": Out(stream.Signature(system_response_layout(config))),
             "irq": Out(stream.Signature(system_irq_layout(config))),
             "irq_trace": Out(irq_trace_layout(config)),
-            "csr_addr": In(ADDR_BITS), "csr_wdata": In(32),
-            "csr_we": In(1), "csr_re": In(1), "csr_rdata": Out(32),
+            "axil": In(axil_signature(ADDR_BITS)),
         })
 
     def elaborate(self, platform):
@@ -93,6 +98,12 @@ class System(wiring.Component):
         cfg, lay = self.config, self.config.layout
         n_vfs, vf_bits = cfg.n_vfs, bits_for(cfg.n_vfs)
         max_chunk = max(cfg.chunk_words, lay.block_words, lay.meta_words)
+
+        m.submodules.csr = csr = AxiLiteSlave(ADDR_BITS)
+        wiring.connect(m, wiring.flipped(self.axil), csr.axil)
+        bus = self._bus = csr.bus
+        m.d.comb += bus.mapped.eq(regmap_mapped(bus.addr, n_vfs)
+                                  | self._profiler_mapped(bus.addr))
 
         units, engines = {}, {}
         for dev in Device:
@@ -191,7 +202,7 @@ class System(wiring.Component):
         cycle = Signal(64)
         cycle_hi_latch = Signal(32)
         m.d.sync += cycle.eq(cycle + 1)
-        addr = self.csr_addr
+        addr = bus.addr
         vf_index = Signal(ADDR_BITS)
         m.d.comb += vf_index.eq((addr - VF_BASE) >> (VF_STRIDE.bit_length() - 1))
         is_vf = (addr >= VF_BASE) & (vf_index < n_vfs)
@@ -202,19 +213,19 @@ class System(wiring.Component):
             # Control goes only to the engine that owns the VF: during the commit handshake
             # both engines have it, and a request must not act twice.
             owner = is_vf & (csr_at_offload if dev == Device.OFFLOAD else ~csr_at_offload)
-            write = self.csr_we & owner
+            write = bus.we & owner
             m.d.comb += [
                 engine.ctl_vf.eq(csr_vf), engine.rd_vf.eq(csr_vf),
-                engine.ctl_state.eq(self.csr_wdata[:3]),
+                engine.ctl_state.eq(bus.wdata[:3]),
                 engine.ctl_state_we.eq(write & (reg == VF["REQUESTED_STATE"])),
                 engine.ctl_commit.eq(write & (reg == VF["CONTROL"])
-                                     & self.csr_wdata[CONTROL_COMMIT]),
+                                     & bus.wdata[CONTROL_COMMIT]),
             ]
         # STATUS.error/reason per VF, here rather than in an engine, so that it follows the
         # VF from device to device (a refusal in the commit-handshake cycle is not lost).
         error, reason = per_vf("error", 4), per_vf("reason", 4)
-        with m.If(self.csr_we & is_vf & (reg == VF["CONTROL"])
-                  & self.csr_wdata[CONTROL_CLEAR_ERROR]):
+        with m.If(bus.we & is_vf & (reg == VF["CONTROL"])
+                  & bus.wdata[CONTROL_CLEAR_ERROR]):
             m.d.sync += [error[csr_vf].eq(0), reason[csr_vf].eq(0)]
         for engine in engines.values():
             for port in (engine.walk_status, engine.ctl_status):
@@ -263,7 +274,7 @@ class System(wiring.Component):
                                          | cfg.offload_slots % 256 << 24)
                 with m.Case(GLOBAL["CYCLE_LO"]):
                     m.d.comb += rdata.eq(cycle[:32])
-                    with m.If(self.csr_re):
+                    with m.If(bus.re):
                         m.d.sync += cycle_hi_latch.eq(cycle[32:])
                 with m.Case(GLOBAL["CYCLE_HI"]):
                     m.d.comb += rdata.eq(cycle_hi_latch)
@@ -272,8 +283,13 @@ class System(wiring.Component):
                 for name, value in remap_regs.items():
                     with m.Case(GLOBAL[name]):
                         m.d.comb += rdata.eq(value)
-        with m.If(self.csr_re):
-            m.d.sync += self.csr_rdata.eq(rdata)
+        regs_rdata = Signal(32)
+        with m.If(bus.re):
+            m.d.sync += regs_rdata.eq(rdata)
+
+        # ---- profiler: counters of the VM-facing streams, its window behind the bus
+        prof_sel = self._profiler(m, units, engines, at_offload, router)
+        m.d.comb += bus.rdata.eq(Mux(prof_sel, self._prof.rd_data, regs_rdata))
         return m
 
     def _interrupts(self, m, units, engines):
@@ -325,10 +341,11 @@ class System(wiring.Component):
         csr_pending, csr_refused = Signal(), Signal()
         csr_op, csr_vf, csr_vector = Signal(3), Signal(params.vf_bits), Signal(params.vector_bits)
         staged = Signal(entry_layout(params))
-        addr, wdata = self.csr_addr, self.csr_wdata
-        with m.If(self.csr_we & (addr == GLOBAL["IRTE_DATA"])):
+        bus = self._bus
+        addr, wdata = bus.addr, bus.wdata
+        with m.If(bus.we & (addr == GLOBAL["IRTE_DATA"])):
             m.d.sync += staged.eq(wdata)
-        with m.If(self.csr_we & (addr == GLOBAL["IRTE_CMD"]) & ~csr_pending):
+        with m.If(bus.we & (addr == GLOBAL["IRTE_CMD"]) & ~csr_pending):
             op = field(wdata, IRTE_CMD_OP)
             ok = ((op == RemapOp.WRITE) | (op == RemapOp.READ))
             m.d.sync += [csr_pending.eq(ok), csr_refused.eq(~ok), csr_op.eq(op),
@@ -378,7 +395,7 @@ class System(wiring.Component):
 
         # ---- register read values
         fault = remap.fault.payload
-        m.d.comb += remap.fault.ready.eq(self.csr_re & (addr == GLOBAL["IRQ_FAULT"]))
+        m.d.comb += remap.fault.ready.eq(bus.re & (addr == GLOBAL["IRQ_FAULT"]))
         fault_word = Signal(32)
         for name, (lsb, width) in IRQ_FAULT_FIELDS.items():
             value = remap.fault.valid if name == "valid" else getattr(fault, name)
@@ -391,6 +408,50 @@ class System(wiring.Component):
             "IRQ_BLOCKED": remap.blocked_count, "IRQ_COALESCED": remap.coalesced_count,
             "IRQ_FAULTS_DROPPED": remap.fault_dropped,
         }
+
+    def _profiler_mapped(self, addr):
+        """The address is a register of the profiler window (a row, an index in it)."""
+        n_vfs = self.config.n_vfs
+        row = (addr - PROFILER_BASE) >> (PROFILER_ROW_STRIDE.bit_length() - 1)
+        index = addr[2:PROFILER_ROW_STRIDE.bit_length() - 1]
+        n_vf_regs, n_dev_regs = len(PROFILER_VF_REGS), len(PROFILER_DEVICE_REGS)
+        return ((addr >= PROFILER_BASE) & (addr[:2] == 0)
+                & (((row < n_vfs) & (index < n_vf_regs))
+                   | ((row == n_vfs) & (index < n_dev_regs))))
+
+    def _profiler(self, m, units, engines, at_offload, router):
+        """The workload profiler (hdl/profiler.py) on the VM-facing streams; returns the
+        registered "this read is the profiler's" select for the bus read data."""
+        cfg, bus = self.config, self._bus
+        n_vfs = cfg.n_vfs
+        m.submodules.profiler = prof = self._prof = Profiler(n_vfs, tag_bits=cfg.tag_bits)
+        host, offload = engines[Device.HOST], engines[Device.OFFLOAD]
+        req, resp = self.req, self.resp
+        # Requests to VF ids the system does not have are answered by the router: not counted.
+        m.d.comb += [
+            prof.req_seen.valid.eq(req.valid & req.ready & (req.payload.vf < n_vfs)),
+            prof.req_seen.vf.eq(req.payload.vf), prof.req_seen.tag.eq(req.payload.tag),
+            prof.req_seen.words.eq(1),              # every VM request carries one word
+            prof.resp_seen.valid.eq(resp.valid & resp.ready & (resp.payload.vf < n_vfs)),
+            prof.resp_seen.vf.eq(resp.payload.vf), prof.resp_seen.tag.eq(resp.payload.tag),
+            prof.busy.eq(Cat(~units[Device.HOST].idle.all(), ~units[Device.OFFLOAD].idle.all())),
+            prof.link_words.eq(0),                  # no link between the devices yet
+            prof.vf_device.eq(at_offload),
+            prof.slots_used[0].eq(sum(host.here[v] & ~at_offload[v] for v in range(n_vfs))),
+            prof.slots_used[1].eq(sum(offload.here[v] & at_offload[v] for v in range(n_vfs))),
+            prof.snapshot.eq(bus.we & (bus.addr == GLOBAL["PROFILER_SNAPSHOT"])),
+        ]
+        addr = bus.addr
+        in_window = addr >= PROFILER_BASE
+        m.d.comb += [
+            prof.rd_vf.eq((addr - PROFILER_BASE) >> (PROFILER_ROW_STRIDE.bit_length() - 1)),
+            prof.rd_index.eq(addr[2:PROFILER_ROW_STRIDE.bit_length() - 1]),
+            prof.rd_en.eq(bus.re & in_window),
+        ]
+        prof_sel = Signal()
+        with m.If(bus.re):
+            m.d.sync += prof_sel.eq(in_window)
+        return prof_sel
 
     @staticmethod
     def _offers(unit, slot):

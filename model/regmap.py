@@ -13,7 +13,14 @@ from enum import IntEnum
 ID_VALUE = 0x5646_4D47  # "VFMG"
 VF_BASE = 0x100
 VF_STRIDE = 0x40
-ADDR_BITS = 15  # byte address width of the register bus (VF 254 ends at 0x40AC)
+ADDR_BITS = 16  # byte address width of the register bus (the profiler window ends at 0xFFFF)
+# Profiler window (hdl/profiler.py): row r (VF r, or the device row n_vfs) at
+# PROFILER_BASE + r * PROFILER_ROW_STRIDE, register i of the row at + 4 * i; the register
+# names of a row are hdl.profiler.PROFILER_VF_REGS / PROFILER_DEVICE_REGS (built from the
+# fields of model.profiler.CounterSnapshot / DeviceSnapshot). It reads the snapshot taken by
+# the last PROFILER_SNAPSHOT write, while counting goes on.
+PROFILER_BASE = 0x8000
+PROFILER_ROW_STRIDE = 0x80
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,9 @@ GLOBAL_REGS = (
     Register("IRQ_BLOCKED", 0x054, "RO", "interrupts blocked: not present or wrong source"),
     Register("IRQ_COALESCED", 0x058, "RO", "raises that found their entry already pending"),
     Register("IRQ_FAULTS_DROPPED", 0x05C, "RO", "fault records lost to a full fault queue"),
+    Register("PROFILER_SNAPSHOT", 0x0F0, "WO",
+             "write (any value): close the profiler's window: every counter moves to the "
+             "snapshot bank read through the profiler window, and counting restarts at 0"),
 )
 
 VF_REGS = (
@@ -125,6 +135,14 @@ def irq_fault_fields(word: int) -> dict[str, int]:
             for name, (lsb, width) in IRQ_FAULT_FIELDS.items()}
 
 
+def profiler_reg(row: int, index: int) -> int:
+    """Byte address of profiler register ``index`` of ``row`` (a VF, or n_vfs: the device)."""
+    if not 0 <= index < PROFILER_ROW_STRIDE // 4:
+        raise ValueError(f"profiler register index must be below {PROFILER_ROW_STRIDE // 4}, "
+                         f"not {index}")
+    return PROFILER_BASE + row * PROFILER_ROW_STRIDE + 4 * index
+
+
 def vf_reg(vf: int, name: str) -> int:
     """Byte address of per-VF register ``name`` of ``vf``."""
     return VF_BASE + vf * VF_STRIDE + VF[name]
@@ -139,6 +157,12 @@ def markdown() -> str:
     lines += ["", f"## Per VF (at 0x{VF_BASE:X} + vf × 0x{VF_STRIDE:X})", "",
               "| offset | name | access | description |", "|---|---|---|---|"]
     lines += [f"| 0x{r.offset:02X} | {r.name} | {r.access} | {r.doc} |" for r in VF_REGS]
+    lines += ["", f"## Profiler window (at 0x{PROFILER_BASE:X} + row × "
+              f"0x{PROFILER_ROW_STRIDE:X} + 4 × index)", "",
+              "Row `vf` holds VF `vf`'s counters, row `n_vfs` the device counters, as "
+              "snapshotted by the last PROFILER_SNAPSHOT write. The register order of a row is "
+              "`hdl.profiler.PROFILER_VF_REGS` / `PROFILER_DEVICE_REGS`, the fields of "
+              "`model.profiler.CounterSnapshot` / `DeviceSnapshot`; counters saturate.", ""]
     lines += ["", "## STATUS.error codes", "", "| code | name |", "|---|---|"]
     lines += [f"| {e.value} | {e.name} |" for e in ErrorCode]
     return "\n".join(lines) + "\n"

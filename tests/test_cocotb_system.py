@@ -109,3 +109,50 @@ def test_cli_rejects_a_bad_plan_step():
     assert result.returncode == 2
     assert result.stderr.strip() == ("error: migration mode 'teleport' is not one of pre, "
                                      "stop, abort, invalid")
+
+
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_closed_loop_places_vfs_by_policy(sim, tmp_path):
+    """The closed loop on a short phase-mix run: the VF Manager's migrations happen through
+    the VFIO procedure with a reason each, the placements timeline follows them, and
+    everything the scripted scenario checks still holds."""
+    if not simulator_available(sim):
+        pytest.skip(f"{sim} is not installed")
+    config = make_config(vfs=4, host_slots=4, offload_slots=2, mem_words=64)
+    report_path = tmp_path / "report.json"
+    seed = 1   # a seed whose phase mix has a latency-sensitive VF worth moving
+    knobs = Knobs(seed=seed, policy="vfmanager", duration=40_000, window=4_000,
+                  report=str(report_path))
+    print(f"seed {seed}")
+    run_system(sim, config, knobs)
+    report = json.loads(report_path.read_text())
+    assert report["passed"], report["problems"]
+    policy, decisions = report["policy"], report["decisions"]
+    assert policy["name"] == "vfmanager" and policy["windows"] == 10
+    assert policy["requests"] > 0 and policy["p99_latency"] >= policy["mean_latency"] > 0
+    assert decisions and all(d["reason"] for d in decisions)
+    committed = [d for d in decisions if d["result"] == "committed"]
+    assert policy["migrations"] == len(committed) > 0
+    # the placements timeline: every VF starts on the host, then one entry per commit
+    initial = [p for p in report["placements"] if p["cycle"] == 0]
+    assert sorted(p["vf"] for p in initial) == [0, 1, 2, 3]
+    assert all(p["device"] == "host" for p in initial)
+    moved = [(p["vf"], p["device"]) for p in report["placements"] if p["cycle"] > 0]
+    assert moved == [(d["vf"], d["to"]) for d in sorted(committed, key=lambda d: d["committed"])]
+    t = report["totals"]
+    assert t["mismatches"] == t["lost"] == t["interrupts_lost"] == 0
+    assert t["interrupts_blocked"] == t["spoof_attempts"] == 3
+
+
+def test_cli_names_a_bad_policy_parameter():
+    result = _cli("--policy", "vfmanager", "--policy-params", "cooldwn=5")
+    assert result.returncode == 2
+    assert "cooldwn" in result.stderr and result.stderr.startswith("error: ")
+
+
+def test_cli_names_the_bad_line_of_a_trace(tmp_path):
+    trace = tmp_path / "bad.csv"
+    trace.write_text("cycle,vf,op,addr,words,data\n10,0,READ,300,1,0\n20,0,JUMP,0,1,0\n")
+    result = _cli("--trace", str(trace))
+    assert result.returncode == 2
+    assert f"{trace}:3" in result.stderr, result.stderr

@@ -46,7 +46,7 @@ from tb.common.uvm import BfmDriver
 
 from .irq_check import SystemIrqCheck
 from .traffic import Scoreboard, TrafficGenerator, VmInterrupt, VmRequest, VmResponse
-from .vmm import CsrBus, Vmm
+from .vmm import Vmm, control_bus
 
 
 # ---------------------------------------------------------------- configuration and knobs
@@ -78,6 +78,12 @@ class Knobs:
     unknown_vf_prob: float = 0.005  # requests to VF ids the system does not have
     warmup_cycles: int = 1000    # traffic before the first migration
     gap_cycles: int = 600        # traffic between two migrations
+    policy: str = ""             # closed loop (tb/system/closed_loop.py): vfmanager|seed|static
+    policy_params: str = ""      # NAME=VALUE,... for the policy
+    trace: str = ""              # closed loop: a workload trace file (default: the phase mix)
+    duration: int = 150_000      # closed loop: workload cycles
+    window: int = 5_000          # closed loop: profiler window, cycles
+    load: float = 0.0            # closed loop: phase-mix load factor (0: host 80 % busy)
     report: str = ""             # where to write the JSON report
     progress: str = ""           # file to append progress lines to (the CLI tails it)
 
@@ -308,7 +314,7 @@ class VmmAgent(uvm_component):
         dut = ConfigDB().get(self, "", "DUT")
         config = ConfigDB().get(self, "", "CONFIG")
         progress = ConfigDB().get(self, "", "PROGRESS")
-        self.bus = CsrBus(dut, dut.clk)
+        self.bus = control_bus(dut)
         self.vmm = Vmm(self.bus, config, self.logger, progress)
 
 

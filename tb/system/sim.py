@@ -1,8 +1,14 @@
 """`make sim`: the full-system scenario on Verilator or Icarus, with a report.
 
-    python -m tb.system.sim --sim verilator --seed 1 [--vfs 8] [--migrations N] [--plan ...]
+    python -m tb.system.sim --sim verilator --seed 1 [--vfs 8]
+        [--policy vfmanager|seed|static] [--policy-params NAME=VALUE,...] [--trace FILE]
+        [--duration CYCLES] [--window CYCLES] [--load X]       the closed loop (default)
+    python -m tb.system.sim --policy plan [--migrations N] [--plan ...]   a scripted plan
 
-Builds the system top once per configuration (tb/common/runner.py), runs the cocotb test
+By default the VF Manager places VFs from the hardware profiler's windows while the
+phase-changing workload (or ``--trace``) runs (tb/system/closed_loop.py); ``--policy plan``
+(or ``--plan``) runs a scripted list of migrations instead.  Builds the system top once per
+configuration (tb/common/runner.py), runs the cocotb test
 ``tb.system.test_system`` with the scenario knobs in ``VFMIG_*`` environment variables,
 shows its progress lines while it runs, prints a short report and writes
 ``build/sim/report.json``.  Exits 1 on any mismatch, lost response, VMM check failure,
@@ -23,6 +29,7 @@ from model.config import SystemConfig
 from model.state import ImageLayout
 from tb.common.runner import BUILD, SimulatorError, check_simulator, default_simulator
 
+from .closed_loop import make_rtl_policy, make_source, parse_params
 from .env import Knobs, config_to_json
 from .vmm import check_plan, default_plan, format_plan, parse_plan
 
@@ -54,6 +61,7 @@ def run_system(sim: str, config: SystemConfig, knobs: Knobs, testcase: str | Non
         tail = threading.Thread(target=_follow, args=(Path(knobs.progress), echo, stop),
                                 daemon=True)
         tail.start()
+    testcase = testcase or ("ClosedLoopScenario" if knobs.policy else "SystemScenario")
     try:
         return run_tests(sim, "system", lambda: System(config), TEST_MODULE,
                          parameters=config.to_dict(), testcase=testcase, extra_env=env,
@@ -105,6 +113,16 @@ def format_report(report: dict) -> str:
         f"{t.get('vmm_problems', 0)}",
         f"{report.get('cycles', 0)} cycles in {report.get('wall_seconds', 0)} s of simulation",
     ]
+    policy = report.get("policy")
+    if policy:
+        lines += [f"policy {policy['name']}: {policy['windows']} windows of {policy['window']} "
+                  f"cycles, {policy['requests']} workload requests, mean latency "
+                  f"{policy['mean_latency']}, p99 {policy['p99_latency']} cycles, throughput "
+                  f"{policy['throughput']} B/cycle, {policy['migrations']} migrations, "
+                  f"{policy['thrash']} thrash"]
+        for d in report.get("decisions", []):
+            lines.append(f"  cycle {d['issued']:>7}: VF {d['vf']} {d['from']}->{d['to']} "
+                         f"{d['result']}: {d['reason']}")
     return "\n".join(lines)
 
 
@@ -125,6 +143,19 @@ def main(argv: list[str] | None = None) -> int:
                         "icarus; the SIM environment variable sets the default")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--vfs", type=int, default=8, help="number of VFs (default 8)")
+    parser.add_argument("--policy", default=None, help="vfmanager (default), seed, static: "
+                        "the closed loop; plan: a scripted list of migrations")
+    parser.add_argument("--policy-params", default="", help="policy parameters, e.g. "
+                        "'cooldown=30000,link_budget=0.3'")
+    parser.add_argument("--trace", default="", help="closed loop: a workload trace file "
+                        "(docs/workload.md); default the phase-changing mix")
+    parser.add_argument("--duration", type=int, default=Knobs.duration,
+                        help="closed loop: workload cycles")
+    parser.add_argument("--window", type=int, default=Knobs.window,
+                        help="closed loop: profiler window in cycles")
+    parser.add_argument("--load", type=float, default=Knobs.load,
+                        help="closed loop: phase-mix load factor (default: the host 80 %% "
+                        "busy with every VF on it)")
     parser.add_argument("--migrations", type=int, default=None,
                         help="migrations in the default plan (truncate or add random ones)")
     parser.add_argument("--plan", default="", help="explicit plan, e.g. "
@@ -138,25 +169,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", default=str(BUILD / "sim" / "report.json"))
     args = parser.parse_args(argv)
 
+    policy = args.policy or ("plan" if args.plan or args.migrations is not None
+                             else "vfmanager")
     try:
         config = make_config(args.vfs, args.host_slots, args.offload_slots, args.mem_words)
-        steps = (parse_plan(args.plan) if args.plan
-                 else default_plan(config, args.migrations, random.Random(args.seed)))
-        check_plan(steps, config)
+        if policy == "plan":
+            steps = (parse_plan(args.plan) if args.plan
+                     else default_plan(config, args.migrations, random.Random(args.seed)))
+            check_plan(steps, config)
+        else:
+            steps = []
+            for name, value in (("duration", args.duration), ("window", args.window)):
+                if value < 1:
+                    raise ValueError(f"--{name} must be a positive number of cycles, not {value}")
+            if args.window > args.duration:
+                raise ValueError(f"--window {args.window} is longer than --duration "
+                                 f"{args.duration}")
+            make_rtl_policy(policy, config, args.window, parse_params(args.policy_params))
+            make_source(config, args.duration, args.seed, args.trace, load=args.load)
         sim = check_simulator(args.sim)
-    except (SimulatorError, ValueError) as exc:
+    except (SimulatorError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    report_path = Path(args.report)
+    report_path = Path(args.report).resolve()
     report_path.unlink(missing_ok=True)
     knobs = Knobs(seed=args.seed, plan=format_plan(steps),
                   migrations=-1 if args.migrations is None else args.migrations,
                   idle_prob=args.idle, report=str(report_path),
-                  progress=str(report_path.parent / "progress.log"))
+                  progress=str(report_path.parent / "progress.log"),
+                  policy="" if policy == "plan" else policy, policy_params=args.policy_params,
+                  trace=str(Path(args.trace).resolve()) if args.trace else "",
+                  duration=args.duration, window=args.window, load=args.load)
+    what = (f"plan {format_plan(steps)}" if policy == "plan" else
+            f"policy {policy}, {args.trace or 'phase-mix workload'}, {args.duration} cycles")
     print(f"vfmig sim: {sim}, seed {args.seed}, {config.n_vfs} VFs "
           f"(host {config.host_slots} slots, offload {config.offload_slots}), "
-          f"{config.layout.image_words}-word images; plan {format_plan(steps)}", flush=True)
+          f"{config.layout.image_words}-word images; {what}", flush=True)
     print("building (once per configuration) and running ...", flush=True)
     start = time.monotonic()
     results = None

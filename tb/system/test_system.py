@@ -30,6 +30,7 @@ from model.regmap import GLOBAL, ID_VALUE
 from model.state import Op
 from model.vfio import DeviceState
 
+from .closed_loop import ClosedLoop, make_rtl_policy, make_source, parse_params
 from .env import (
     Knobs,
     RandomTrafficSeq,
@@ -267,6 +268,10 @@ class SystemScenario(SystemTestBase):
                             f"VF {vf} ends {state!r} on {loc.device.label}, expected RUNNING "
                             f"on {where[vf].label}")
 
+    def extra_report(self) -> dict:
+        """More sections for report.json (the closed loop adds its own)."""
+        return {}
+
     def irq_problems(self, irq, totals) -> list[str]:
         """The interrupt guarantees of issue 3, as problems when they do not hold."""
         out = []
@@ -308,6 +313,7 @@ class SystemScenario(SystemTestBase):
             "wall_seconds": round(time.monotonic() - self.wall_start, 1),
             "passed": passed,
             "problems": problems + sb.messages + self.irq_check.messages,
+            **self.extra_report(),
         }
         if knobs.report:
             Path(knobs.report).parent.mkdir(parents=True, exist_ok=True)
@@ -320,3 +326,51 @@ class SystemScenario(SystemTestBase):
         assert passed, (f"system scenario failed (seed {knobs.seed}): "
                         f"{(problems + sb.messages)[:5]}")
 
+
+
+@pyuvm.test()
+class ClosedLoopScenario(SystemScenario):
+    """`make sim`'s default: the RTL system under a workload, VFs placed by a policy from
+    the hardware profiler's windows (tb/system/closed_loop.py)."""
+
+    async def scenario(self):
+        knobs, config = self.knobs, self.config
+        cocotb.start_soon(Clock(self.dut.clk, CLOCK_NS, unit="ns").start())
+        await self.bfm.reset()
+        self.bfm.start()
+        await self.check_identity()
+        gen = TrafficGenerator(config.layout, config.n_vfs, config.tag_bits,
+                               random.Random(self.rng.getrandbits(32)), error_prob=0.0)
+        policy_name, policy = make_rtl_policy(knobs.policy, config, knobs.window,
+                                              parse_params(knobs.policy_params))
+        source = make_source(config, knobs.duration, knobs.seed, knobs.trace, load=knobs.load)
+        self.progress(f"closed loop: {config.n_vfs} VFs, seed {knobs.seed}, policy "
+                      f"{policy_name}, workload {knobs.trace or 'phase mix'}, "
+                      f"{knobs.duration} cycles, window {knobs.window}")
+        await RequestListSeq("msix_init", gen.msix_init()).start(self.seqr)
+        await self.drain("MSI-X programming")
+        await self.vmm.program_irtes()
+        await self.spoof(gen)
+        self.loop = ClosedLoop(self, source, policy_name, policy, knobs.window,
+                               thrash_window=6 * knobs.window, gen=gen)
+        await self.loop.run(knobs.duration)
+        await self.drain("workload")
+        m = self.loop.metrics()
+        self.progress(f"workload done after {self.sb.totals.requests} requests: mean latency "
+                      f"{m['mean_latency']}, p99 {m['p99_latency']} cycles, {m['migrations']} "
+                      f"migrations, {m['thrash']} thrash; reading back {config.n_vfs} images")
+        for vf in range(config.n_vfs):
+            await RequestListSeq(f"readback_{vf}", gen.readback(vf)).start(self.seqr)
+        await self.drain("image read-back")
+        await self.check_final_states()
+        await self.cycles(200)
+        left = await self.vmm.pop_faults()
+        self.vmm.expect(not left, f"fault records after the spoof phase: {left}")
+        self.irq_hw = await self.vmm.irq_counters()
+
+    def plan(self):
+        return []
+
+    def extra_report(self) -> dict:
+        loop = getattr(self, "loop", None)
+        return loop.report() if loop else {}

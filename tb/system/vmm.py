@@ -1,7 +1,7 @@
 """The VMM model: drives VF migrations through the VFIO-style registers (model/regmap.py).
 
-``CsrBus`` is the register-port driver (one access per cycle, read data the cycle after
-``csr_re``).  ``Vmm`` walks a migration the way a VFIO driver would:
+The VMM reaches the registers over AXI4-Lite (``control_bus``: tb/common/axil.py's agent on
+the system's ``axil`` port).  ``Vmm`` walks a migration the way a VFIO driver would:
 
 1. REQUESTED_STATE = PRE_COPY, wait until not busy (an error here: the target refused);
 2. wait for STATUS.converged while traffic keeps running (rounds run in hardware);
@@ -24,7 +24,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from cocotb.triggers import Lock, ReadOnly, RisingEdge, Timer
+from cocotb.triggers import Lock, RisingEdge, Timer
 
 from model.config import Device, SystemConfig
 from model.irq_remap import RemapEntry, RemapOp
@@ -47,6 +47,7 @@ from model.regmap import (
     vf_reg,
 )
 from model.vfio import DeviceState
+from tb.common.axil import AxilCsrBus, AxilMaster
 
 from .traffic import irte_entry
 
@@ -270,60 +271,17 @@ class VmmTimeout(AssertionError):
 
 
 # ---------------------------------------------------------------- register bus
-class CsrBus:
-    """Driver of the register port (``csr_addr/csr_wdata/csr_we/csr_re/csr_rdata``).
-
-    One access at a time; a read's data is sampled the cycle after ``csr_re``.  A read with
-    X/Z bits (Icarus) fails with the register's address."""
-
-    def __init__(self, dut, clock):
-        self.dut, self.clock = dut, clock
-        self.accesses = 0
-        self.lock = Lock()   # concurrent migrations share the port
-        dut.csr_we.value = 0
-        dut.csr_re.value = 0
-        dut.csr_addr.value = 0
-        dut.csr_wdata.value = 0
-
-    async def write(self, addr: int, value: int) -> None:
-        async with self.lock:
-            await self._write(addr, value)
-
-    async def read(self, addr: int) -> int:
-        async with self.lock:
-            return await self._read(addr)
-
-    async def _write(self, addr: int, value: int) -> None:
-        dut = self.dut
-        await RisingEdge(self.clock)
-        dut.csr_addr.value = addr
-        dut.csr_wdata.value = value & 0xFFFF_FFFF
-        dut.csr_we.value = 1
-        await RisingEdge(self.clock)
-        dut.csr_we.value = 0
-        self.accesses += 1
-
-    async def _read(self, addr: int) -> int:
-        dut = self.dut
-        await RisingEdge(self.clock)
-        dut.csr_addr.value = addr
-        dut.csr_re.value = 1
-        await RisingEdge(self.clock)
-        dut.csr_re.value = 0
-        await ReadOnly()
-        self.accesses += 1
-        value = dut.csr_rdata.value
-        try:
-            return int(value)
-        except ValueError:
-            raise AssertionError(f"csr_rdata of register 0x{addr:03x} reads {value} "
-                                 f"(X/Z bits)") from None
+def control_bus(dut, rng=None, valid_idle: float = 0.0, ready_stall: float = 0.0) -> AxilCsrBus:
+    """The VMM's register access: AXI4-Lite on the system's ``axil`` port."""
+    master = AxilMaster(dut, "axil", dut.clk, dut.rst, rng=rng, valid_idle=valid_idle,
+                        ready_stall=ready_stall)
+    return AxilCsrBus(master, dut.clk)
 
 
 # ---------------------------------------------------------------- the VMM
 @dataclass
 class Vmm:
-    bus: CsrBus
+    bus: AxilCsrBus
     config: SystemConfig
     log: object                      # logging.Logger-like
     progress: object = print         # callable(str): one line per migration event

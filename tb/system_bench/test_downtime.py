@@ -33,7 +33,7 @@ from model.config import Device
 from model.state import Op
 from tb.bench_downtime import Knobs
 from tb.common.streams import StreamDriver, StreamMonitor
-from tb.system.vmm import CLOCK_NS, CsrBus, MigrationStep, Vmm
+from tb.system.vmm import CLOCK_NS, MigrationStep, Vmm, control_bus
 
 VF = 0
 WRITE_TAGS = 128      # tags [0, 128) for the traffic, [128, 256) for the read-back
@@ -151,7 +151,7 @@ async def measure(dut, mode: str) -> None:
         dut.req__valid.value = 0
         dut.resp__ready.value = 1
         dut.irq__ready.value = 1
-        bus = CsrBus(dut, dut.clk)
+        bus = control_bus(dut)
         cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
         await reset_and_wait_for_clear(dut, config)
         rng = random.Random(knobs.seed)  # the same traffic for both modes
