@@ -111,6 +111,7 @@ bench: $(STAMP)
 	@$(CHECK_SIM)
 	SIM=$(SIM) $(PY) -m tb.bench
 	$(PY) -m tb.bench_link --sim $(SIM)
+	$(PY) -m tb.bench_policy_rtl --sim $(SIM)
 	$(PY) -m tb.bench_policy
 
 docs: $(STAMP)
