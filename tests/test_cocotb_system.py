@@ -156,3 +156,27 @@ def test_cli_names_the_bad_line_of_a_trace(tmp_path):
     result = _cli("--trace", str(trace))
     assert result.returncode == 2
     assert f"{trace}:3" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_rtl_and_fastsim_agree_on_a_short_trace(sim, tmp_path):
+    """issue 5: the RTL closed loop and model.fastsim, on the same trace with the same
+    policy, make the same migrations (window within WINDOW_SLACK) and see mean and p99
+    latencies within LATENCY_TOLERANCE (tb/system/crosscheck.py states both)."""
+    if not simulator_available(sim):
+        pytest.skip(f"{sim} is not installed")
+    from tb.system.crosscheck import compare, crosscheck_trace, run_fastsim
+    config = make_config(vfs=4, host_slots=4, offload_slots=2, mem_words=64)
+    seed, duration, window = 2, 40_000, 4_000
+    trace = tmp_path / "trace.csv"
+    assert crosscheck_trace(trace, config, duration, seed) > 1000
+    fast = run_fastsim(trace, config, window)
+    report_path = tmp_path / "report.json"
+    run_system(sim, config, Knobs(seed=seed, policy="vfmanager", trace=str(trace),
+                                  duration=duration, window=window, heartbeat=0,
+                                  report=str(report_path)))
+    report = json.loads(report_path.read_text())
+    assert report["passed"], report["problems"]
+    print("RTL", report["policy"], "fastsim", fast.summary())
+    assert len(fast.moves) >= 2   # the trace makes the policy act more than once
+    assert compare(report, fast, window) == []

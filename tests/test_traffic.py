@@ -391,3 +391,25 @@ def test_knobs_and_config_travel_through_the_environment():
     assert Knobs.from_env(knobs.to_env()) == knobs
     config = SystemConfig(n_vfs=3, offload_slots=2, layout=ImageLayout(mem_words=64))
     assert config_from_dict(json.loads(config_to_json(config))) == config
+
+
+def test_crosscheck_compare_flags_different_decisions_and_latencies():
+    from types import SimpleNamespace
+
+    from model.config import Device as D
+    from tb.system.crosscheck import compare
+    rtl = {"decisions": [{"vf": 0, "from": "host", "to": "offload", "issued": 8000,
+                          "result": "committed"}],
+           "policy": {"mean_latency": 100.0, "p99_latency": 400.0}}
+    same = SimpleNamespace(moves=[SimpleNamespace(vf=0, source=D.HOST, target=D.OFFLOAD,
+                                                  issued=8000)],
+                           mean_latency=110.0, p99_latency=420.0)
+    assert compare(rtl, same, 4000) == []
+    other_vf = SimpleNamespace(**{**same.__dict__, "moves": [SimpleNamespace(
+        vf=1, source=D.HOST, target=D.OFFLOAD, issued=8000)]})
+    assert "decisions differ" in compare(rtl, other_vf, 4000)[0]
+    late = SimpleNamespace(**{**same.__dict__, "moves": [SimpleNamespace(
+        vf=0, source=D.HOST, target=D.OFFLOAD, issued=20000)]})
+    assert "window 2 in RTL, 5 in fastsim" in compare(rtl, late, 4000)[0]
+    slow = SimpleNamespace(**{**same.__dict__, "mean_latency": 200.0})
+    assert compare(rtl, slow, 4000)[0].startswith("mean_latency")

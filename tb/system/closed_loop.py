@@ -15,9 +15,12 @@ blocked, and the images are read back at the end. On top, the report gains ``pol
 request latency seen by the VMs from each request's arrival, throughput, migrations,
 thrash), a per-VF ``placements`` timeline and every decision's reason.
 
-A workload request of ``words`` words is replayed as ``words`` single-word requests; every
+A workload request of ``words`` words is replayed as ``words`` single-word requests, all
+arriving at the request's cycle: a request's latency counts from that arrival to its
+response, so the time a word waits behind the rest of its transfer (and behind the request
+stream's backpressure) is part of what the VM sees. Every
 VF also raises one interrupt per window (a heartbeat), so interrupt traffic runs on every VF
-whatever its workload class.
+whatever its workload class (``heartbeat``; the RTL/fastsim cross-check turns it off).
 """
 
 from __future__ import annotations
@@ -142,10 +145,11 @@ class ClosedLoop:
     """Drives the workload, closes the windows, runs the policy and its migrations."""
 
     def __init__(self, test, source: Source, policy_name: str, policy, window: int,
-                 thrash_window: int, gen: TrafficGenerator):
+                 thrash_window: int, gen: TrafficGenerator, heartbeat: bool = True):
         self.test, self.source, self.gen = test, source, gen
         self.policy_name, self.policy = policy_name, policy
         self.window, self.thrash_window = window, thrash_window
+        self.heartbeat = heartbeat
         self.config: SystemConfig = test.config
         self.vmm, self.bfm = test.vmm, test.bfm
         self.profiler = Profiler.from_config(self.config)
@@ -177,6 +181,9 @@ class ClosedLoop:
 
     # ------------------------------------------------------------ the run
     async def run(self, duration: int) -> None:
+        # the first window starts with the workload: the set-up traffic goes to a snapshot
+        # nobody reads
+        await self.vmm.bus.write(GLOBAL["PROFILER_SNAPSHOT"], 1)
         self._start = self.bfm.cycles
         self.stats.first = self._start
         forward = self.bfm.on_response
@@ -201,7 +208,9 @@ class ClosedLoop:
                 else:
                     vm_req = self.gen.request(req.vf, req.op, req.addr + i,
                                               req.data if req.op != Op.ADD else 1 + i)
-                self._arrival[(vm_req.vf, vm_req.tag)] = self.now()
+                # latency counts from the workload's arrival cycle: time spent waiting for
+                # the request stream (backpressure) is part of what the VM sees
+                self._arrival[(vm_req.vf, vm_req.tag)] = req.cycle
                 await self.bfm.send(vm_req)
 
     def _responded(self, resp) -> None:
@@ -216,7 +225,7 @@ class ClosedLoop:
         end = self.window
         while end <= duration:
             await self.until(end)
-            for vf in range(n_vfs):   # heartbeat: one interrupt per VF and window
+            for vf in range(n_vfs if self.heartbeat else 0):   # one interrupt per VF
                 heartbeat = self.gen.request(vf, Op.NOTIFY, 0, vf % self.config.layout.msix_vectors)
                 self._arrival[(vf, heartbeat.tag)] = self.now()
                 await self.bfm.send(heartbeat)

@@ -84,6 +84,7 @@ class Knobs:
     duration: int = 150_000      # closed loop: workload cycles
     window: int = 5_000          # closed loop: profiler window, cycles
     load: float = 0.0            # closed loop: phase-mix load factor (0: host 80 % busy)
+    heartbeat: int = 1           # closed loop: 1 = every VF raises one interrupt per window
     report: str = ""             # where to write the JSON report
     progress: str = ""           # file to append progress lines to (the CLI tails it)
 

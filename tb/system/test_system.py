@@ -352,7 +352,8 @@ class ClosedLoopScenario(SystemScenario):
         await self.vmm.program_irtes()
         await self.spoof(gen)
         self.loop = ClosedLoop(self, source, policy_name, policy, knobs.window,
-                               thrash_window=6 * knobs.window, gen=gen)
+                               thrash_window=6 * knobs.window, gen=gen,
+                               heartbeat=bool(knobs.heartbeat))
         await self.loop.run(knobs.duration)
         await self.drain("workload")
         m = self.loop.metrics()
