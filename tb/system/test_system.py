@@ -26,9 +26,10 @@ from pyuvm import ConfigDB, uvm_test
 
 from model.config import Device, SystemConfig
 from model.irq_remap import FaultReason, RemapEntry
-from model.regmap import GLOBAL, ID_VALUE
+from model.regmap import GLOBAL, ID_VALUE, vf_reg
 from model.state import Op
 from model.vfio import DeviceState
+from tb.common.axil import AxilResp
 
 from .closed_loop import ClosedLoop, make_rtl_policy, make_source, parse_params
 from .env import (
@@ -244,6 +245,13 @@ class SystemScenario(SystemTestBase):
         words = await bus.read(GLOBAL["IMAGE_WORDS"])
         self.vmm.expect(words == config.layout.image_words,
                         f"IMAGE_WORDS reads {words}, expected {config.layout.image_words}")
+        # the control plane refuses what is not a register, without side effects
+        for addr, want in ((0x0FC, AxilResp.DECERR), (GLOBAL["ID"] + 2, AxilResp.SLVERR),
+                           (vf_reg(config.n_vfs - 1, "MIGRATIONS") + 4, AxilResp.DECERR)):
+            data, resp = await bus.master.read(addr)
+            self.vmm.expect(resp == want and data == 0, f"AXI read of {addr:#06x} answered "
+                                                        f"{resp.name} data {data:#x}, expected "
+                                                        f"{want.name} and 0")
         caps = await bus.read(GLOBAL["CAPS"])
         want = (int(config.flags) | config.n_vfs << 8 | (config.host_slots & 0xFF) << 16
                 | (config.offload_slots & 0xFF) << 24)
