@@ -5,13 +5,16 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from model.config import Device, SystemConfig
-from model.protocol import MsgType, Reason, pack_header
+from model.protocol import Malformed, MsgType, Reason
 from model.regmap import ErrorCode
 from model.vfio import DeviceState, next_state
 
-from .formats import ChunkBeat, DmaStatus, bits_for, descriptor_layout, header_field
-from .mig_copier import ControlMessage, CopyMode, MigCopier
+from .formats import ChunkBeat, DmaStatus, bits_for, descriptor_layout
+from .mig_copier import CopyMode, MigCopier
+from .migproto import MigProtoDecoder, MigProtoEncoder
 from .packet_arbiter import PacketArbiter
+
+COUNTER_BITS = 16  # width of the dropped-message counters (saturating)
 
 S = DeviceState
 SERVING = (S.RUNNING, S.RUNNING_P2P, S.PRE_COPY, S.PRE_COPY_P2P)  # the VF answers requests
@@ -62,8 +65,26 @@ class MigEngine(wiring.Component):
     quiesce, irq_hold : Out(n_slots); idle : In(n_slots); slot_vf : Out   VF-unit control
     dirty_*, dirty_count, digest : the VF unit's dirty-tracking and digest outputs
     rd_desc/rd_data/rd_done, wr_desc/wr_data/wr_done : the DMA
-    tx : Out, rx : In    protocol messages to and from the other device's engine
-    malformed : Out      count of messages dropped as malformed or out of protocol state
+    tx : Out(stream of ChunkBeat)   protocol messages to the other device's engine: the
+        copier's (STATE_DATA, ROUND_END, the walker's control messages) and the receiver's
+        replies (framed by a ``MigProtoEncoder``), merged whole by a packet arbiter
+    rx : In(stream of ChunkBeat)    protocol messages from the other device's engine, taken
+        by a ``MigProtoDecoder`` (store and forward: a message is acted on after its
+        ``last`` beat; ``rx.ready`` falls only while the decoder's buffer is full)
+    malformed : Out(16)  saturating count of dropped messages: malformed ones (the decoder
+        drops them whole, the engine never sees them) plus well-formed ones that are wrong
+        in their protocol state (``Malformed.UNEXPECTED``: STATE_DATA/ROUND_END for a VF
+        not RESUMING here, SWITCHOVER or COMMIT for no incoming migration, ACCEPT, REJECT
+        or COMMIT_ACK for no outgoing one, any ERROR), which change no VF state or image
+        (SWITCHOVER and COMMIT are answered with ERROR)
+    malformed_counts : Out(ArrayLayout(16, len(Malformed)))  the same drops per
+        ``model.protocol.Malformed`` reason (saturating); ``[0]`` is ``malformed``
+
+    A STATE_DATA chunk of the incoming VF that the decoder dropped for its framing or CRC
+    makes the target refuse the image at SWITCHOVER (ABORT, reason CRC), like a DMA write
+    error.  Latency: a message is handled from the cycle after its last beat (the decoder's
+    store and forward); a STATE_DATA payload then streams to ``wr_data`` at one word per
+    cycle.
     """
 
     def __init__(self, config: SystemConfig, device: Device):
@@ -106,7 +127,8 @@ class MigEngine(wiring.Component):
             "wr_done": In(stream.Signature(DmaStatus)),
             "tx": Out(stream.Signature(ChunkBeat)),
             "rx": In(stream.Signature(ChunkBeat)),
-            "malformed": Out(16),
+            "malformed": Out(COUNTER_BITS),
+            "malformed_counts": Out(data.ArrayLayout(COUNTER_BITS, len(Malformed))),
         })
 
     # ------------------------------------------------------------------ elaboration
@@ -120,8 +142,18 @@ class MigEngine(wiring.Component):
         m.submodules.copier = copier = MigCopier(
             lay, n_slots, n_vfs, cfg.chunk_words, cfg.precopy_threshold_blocks,
             cfg.max_precopy_rounds)
+        m.submodules.decoder = decoder = MigProtoDecoder(n_vfs, cfg.max_chunk_words,
+                                                         counter_bits=COUNTER_BITS)
+        wiring.connect(m, wiring.flipped(self.rx), decoder.rx)
+        m.d.comb += [self.malformed.eq(decoder.counts[Malformed.NONE]),
+                     self.malformed_counts.eq(decoder.counts)]
+        m.submodules.encoder = encoder = MigProtoEncoder()
+        # The copier frames its own messages (STATE_DATA with the DMA's CRC beat, ROUND_END,
+        # the walker's control messages) exactly as ``Message.to_words``; the encoder frames
+        # the receiver's replies.
         m.submodules.tx_arbiter = tx_arbiter = PacketArbiter(2)  # 0: source role, 1: replies
         wiring.connect(m, copier.tx, tx_arbiter.inputs[0])
+        wiring.connect(m, encoder.tx, tx_arbiter.inputs[1])
         wiring.connect(m, tx_arbiter.output, wiring.flipped(self.tx))
         wiring.connect(m, copier.rd_desc, wiring.flipped(self.rd_desc))
         wiring.connect(m, wiring.flipped(self.rd_data), copier.rd_data)
@@ -407,78 +439,76 @@ class MigEngine(wiring.Component):
         with m.If(walker_busy & (self.ctl_state_we | self.ctl_commit) & ctl_here):
             answer(ErrorCode.BUSY)
 
-        # ---- the receiver: dispatch messages by type to the target or source role
-        hdr = Signal(32)
-        arg = Signal(32)
-        msg_type, msg_vf = header_field(hdr, "type"), header_field(hdr, "vf")
-        msg_reason, msg_length = header_field(hdr, "reason"), header_field(hdr, "length")
-        reply = Signal(ControlMessage)
-        reply_vf = Signal(vf_bits)
+        # ---- the receiver: well-formed messages from the decoder, dispatched by type to
+        # the target or source role.  A message wrong in its protocol state is dropped and
+        # reported to the decoder (``unexpected``), which counts it with the malformed ones.
+        incoming = decoder.header.payload
+        hdr = Signal.like(incoming)             # the message being handled
+        msg_type, msg_vf, msg_reason, arg = hdr.type, hdr.vf[:vf_bits], hdr.reason, hdr.arg
+        reply = Signal.like(encoder.header.payload)
         reply_valid = Signal()
         settle = Signal(2)
-        malformed = self.malformed
         for_target = tgt_active & (msg_vf == tgt_vf)
         for_source = (src_active | src_opening) & (msg_vf == src_vf)
 
         def send_reply(type_, arg_=0, reason_=Reason.NONE):
             m.d.sync += [reply_valid.eq(1), reply.type.eq(type_), reply.arg.eq(arg_),
-                         reply.reason.eq(reason_), reply_vf.eq(msg_vf)]
+                         reply.reason.eq(reason_), reply.vf.eq(msg_vf), reply.length.eq(0)]
+
+        def unexpected():
+            m.d.comb += decoder.unexpected.eq(1)
 
         def discard_incoming():
             m.d.sync += [tgt_active.eq(0), present[tgt_vf].eq(0)]
 
+        # A chunk of the incoming image that the decoder dropped for its framing or CRC (its
+        # header was sound, so its VF id is) is lost: the image is refused at SWITCHOVER
+        # with reason CRC, as if the DMA had found the error.
+        lost = decoder.malformed
+        with m.If(lost.valid & tgt_active & (lost.type == MsgType.STATE_DATA)
+                  & (lost.vf == tgt_vf)
+                  & lost.reason.matches(Malformed.FRAMING, Malformed.CRC)):
+            m.d.sync += tgt_data_error.eq(1)
+
         m.d.comb += [
             self.wr_desc.payload.slot.eq(tgt_slot),
             self.wr_desc.payload.offset.eq(arg),
-            self.wr_desc.payload.length.eq(msg_length),
+            self.wr_desc.payload.length.eq(hdr.length),
             self.wr_done.ready.eq(1),
         ]
         with m.FSM(name="receiver"):
             with m.State("HEADER"):
-                m.d.comb += self.rx.ready.eq(1)
-                with m.If(self.rx.valid):
-                    m.d.sync += hdr.eq(self.rx.payload.data)
-                    with m.If(self.rx.payload.last):
-                        m.d.sync += malformed.eq(malformed + 1)
-                    with m.Else():
-                        m.next = "ARG"
-            with m.State("ARG"):
-                m.d.comb += self.rx.ready.eq(1)
-                with m.If(self.rx.valid):
-                    m.d.sync += arg.eq(self.rx.payload.data)
-                    last = self.rx.payload.last
-                    with m.If(msg_type == MsgType.STATE_DATA):
-                        with m.If(for_target & ~last & (state[tgt_vf] == S.RESUMING)):
-                            m.next = "DATA_DESC"
-                        with m.Elif(~last):
-                            m.d.sync += malformed.eq(malformed + 1)
+                m.d.comb += decoder.header.ready.eq(1)
+                receiving = tgt_active & (incoming.vf == tgt_vf) & (state[tgt_vf] == S.RESUMING)
+                with m.If(decoder.header.valid):
+                    m.d.sync += [hdr.eq(incoming), settle.eq(0)]
+                    with m.Switch(incoming.type):
+                        with m.Case(MsgType.STATE_DATA):
+                            with m.If(receiving):
+                                m.next = "DATA_DESC"
+                            with m.Else():
+                                unexpected()
+                                m.next = "DRAIN"
+                        with m.Case(MsgType.ROUND_END):  # a progress report: nothing to do
+                            with m.If(~receiving):
+                                unexpected()
                             m.next = "DRAIN"
-                        with m.Else():
-                            m.d.sync += malformed.eq(malformed + 1)
-                            m.next = "HEADER"
-                    with m.Elif(msg_type == MsgType.ROUND_END):
-                        m.next = "DRAIN"
-                        with m.If(last):
-                            m.next = "HEADER"
-                    with m.Elif(~last):
-                        m.d.sync += malformed.eq(malformed + 1)
-                        m.next = "DRAIN"
-                    with m.Else():
-                        m.d.sync += settle.eq(0)
-                        m.next = "DISPATCH"
+                        with m.Default():
+                            m.next = "DISPATCH"
             with m.State("DRAIN"):
-                m.d.comb += self.rx.ready.eq(1)
-                with m.If(self.rx.valid & self.rx.payload.last):
+                m.d.comb += decoder.payload.ready.eq(1)
+                with m.If(decoder.payload.valid & decoder.payload.payload.last):
                     m.next = "HEADER"
             with m.State("DATA_DESC"):
                 m.d.comb += self.wr_desc.valid.eq(1)
                 with m.If(self.wr_desc.ready):
                     m.next = "DATA"
             with m.State("DATA"):
-                m.d.comb += [self.wr_data.payload.eq(self.rx.payload),
-                             self.wr_data.valid.eq(self.rx.valid),
-                             self.rx.ready.eq(self.wr_data.ready)]
-                with m.If(self.rx.valid & self.wr_data.ready & self.rx.payload.last):
+                # The payload words and the CRC word: the DMA's chunk format (it re-checks
+                # the CRC end to end).
+                wiring.connect(m, decoder.payload, wiring.flipped(self.wr_data))
+                with m.If(decoder.payload.valid & self.wr_data.ready
+                          & decoder.payload.payload.last):
                     m.next = "DATA_DONE"
             with m.State("DATA_DONE"):
                 with m.If(self.wr_done.valid):
@@ -520,7 +550,7 @@ class MigEngine(wiring.Component):
                                 with m.Else():  # leaving RESUMING checked the digest
                                     m.d.sync += [tgt_verified.eq(1), state[tgt_vf].eq(S.STOP)]
                             with m.Else():
-                                m.d.sync += malformed.eq(malformed + 1)
+                                unexpected()
                                 send_reply(MsgType.ERROR, 0, Reason.PROTOCOL)
                         with m.Case(MsgType.COMMIT):
                             with m.If(for_target & tgt_verified):
@@ -534,7 +564,7 @@ class MigEngine(wiring.Component):
                                 discard_incoming()
                                 send_reply(MsgType.ABORT, 0, Reason.PROTOCOL)
                             with m.Else():
-                                m.d.sync += malformed.eq(malformed + 1)
+                                unexpected()
                                 send_reply(MsgType.ERROR, 0, Reason.PROTOCOL)
                         with m.Case(MsgType.ABORT):
                             with m.If(for_target):
@@ -546,32 +576,28 @@ class MigEngine(wiring.Component):
                                 send_reply(MsgType.ABORT_ACK)
                         with m.Case(MsgType.ACCEPT):
                             m.d.comb += ev_accept.eq(for_source & src_opening)
+                            with m.If(~(for_source & src_opening)):
+                                unexpected()  # e.g. after WAIT_ACCEPT timed out
                         with m.Case(MsgType.REJECT):
                             m.d.comb += [ev_reject.eq(for_source & src_opening),
                                          ev_reason.eq(msg_reason)]
+                            with m.If(~(for_source & src_opening)):
+                                unexpected()
                         with m.Case(MsgType.COMMIT_ACK):
                             m.d.comb += ev_commit_ack.eq(for_source)
+                            with m.If(~for_source):
+                                unexpected()
                         with m.Case(MsgType.ABORT_ACK):
+                            # Also the answer to an ABORT this target sent: not an error.
                             m.d.comb += ev_abort_ack.eq(for_source)
-                        with m.Default():
-                            m.d.sync += malformed.eq(malformed + 1)
+                        with m.Case(MsgType.ERROR):
+                            unexpected()  # the peer's complaint; never answered (no ping-pong)
 
-        # ---- reply sender (target role answers), input 1 of the TX arbiter
-        reply_port = tx_arbiter.inputs[1]
-        with m.FSM(name="reply"):
-            with m.State("HEADER"):
-                m.d.comb += [reply_port.valid.eq(reply_valid),
-                             reply_port.payload.data.eq(
-                                 Const(pack_header(0, 0), 32) | reply.type | (reply.reason << 4)
-                                 | (reply_vf << 8))]
-                with m.If(reply_valid & reply_port.ready):
-                    m.next = "ARG"
-            with m.State("ARG"):
-                m.d.comb += [reply_port.valid.eq(1), reply_port.payload.data.eq(reply.arg),
-                             reply_port.payload.last.eq(1)]
-                with m.If(reply_port.ready):
-                    m.d.sync += reply_valid.eq(0)
-                    m.next = "HEADER"
+        # ---- replies (target role answers, ERROR), framed by the encoder: TX arbiter input 1
+        m.d.comb += [encoder.header.valid.eq(reply_valid), encoder.header.payload.eq(reply),
+                     encoder.payload.valid.eq(0)]
+        with m.If(encoder.header.valid & encoder.header.ready):
+            m.d.sync += reply_valid.eq(0)
 
         # ---- register readback for rd_vf
         rv = self.rd_vf

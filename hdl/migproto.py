@@ -68,7 +68,9 @@ def _payload_length_ok(m: Module, header, max_chunk_words: int) -> Signal:
         for type_ in MsgType:
             lo, hi = payload_bounds(type_, max_chunk_words)
             with m.Case(int(type_)):
-                m.d.comb += ok.eq((header.length >= lo) & (header.length <= hi))
+                # (no `length >= 0`: a comparison that is always true is a lint warning)
+                m.d.comb += ok.eq(header.length == lo if lo == hi else
+                                  ((header.length >= lo) if lo else 1) & (header.length <= hi))
     return ok
 
 

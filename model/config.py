@@ -62,6 +62,12 @@ class SystemConfig:
         return self.host_latency if device == Device.HOST else self.offload_latency
 
     @property
+    def max_chunk_words(self) -> int:
+        """Longest STATE_DATA payload a migration sends: a full-image chunk, a dirty block or
+        the CSR/MSI-X/PBA words of a stop-copy (the DMA's and the protocol decoder's bound)."""
+        return max(self.chunk_words, self.layout.block_words, self.layout.meta_words)
+
+    @property
     def irq_remap(self) -> RemapParams:
         """The interrupt remapper: one entry per (VF, MSI-X vector), default field widths."""
         return RemapParams(self.n_vfs, self.layout.msix_vectors)

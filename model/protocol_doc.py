@@ -1,6 +1,6 @@
-"""docs/protocol.md, generated from model/protocol.py (transaction layer) and model/link.py
-(link layer): ``python -m model.protocol_doc`` writes it, tests/test_protocol_doc.py checks
-that it is up to date.
+"""docs/protocol.md, generated from model/protocol.py (transaction layer, acceptance rules)
+and model/link.py (link layer): ``python -m model.protocol_doc`` writes it,
+tests/test_protocol_doc.py checks that it is up to date.
 
 Field positions, enum values and parameter defaults come from the models; the meaning of
 each enum member is the comment on its line in the source (one place to edit), and the
@@ -25,7 +25,18 @@ from .link import (
     frame_words,
     words_to_flits,
 )
-from .protocol import HEADER_FIELDS, HEADER_WORDS, MAX_VFS, Message, MsgType, Reason, crc32
+from .protocol import (
+    HEADER_FIELDS,
+    HEADER_WORDS,
+    MAX_VFS,
+    Malformed,
+    Message,
+    MsgType,
+    Reason,
+    crc32,
+    payload_bounds,
+    trailer_words,
+)
 
 DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
 _MEMBER_LINE = re.compile(r"^\s+([A-Z][A-Z0-9_]*)\s*=\s*[^#\n]+#\s*(.*?)\s*$")
@@ -119,8 +130,40 @@ def transaction_layer() -> list[str]:
         [f"STATE_DATA vf=3 offset=0x40, payload `{_hex(chunk)}`", f"`{_hex(example.to_words())}`"],
         ["BEGIN vf=5 image=301 words", f"`{_hex(begin.to_words())}`"],
         ["ABORT vf=5 reason=DIGEST", f"`{_hex(abort.to_words())}`"]])
-    lines += ["", "`Message.from_words` refuses an unknown type or reason, a length that "
-              "disagrees with the word count, and a STATE_DATA CRC mismatch (ValueError)."]
+    lines += [""] + acceptance_rules()
+    return lines
+
+
+def acceptance_rules() -> list[str]:
+    """The receiver's rules (``classify``) and the malformed reason codes."""
+    lines = ["### What a receiver accepts (`classify`)", "",
+             "A receiver built for `n_vfs` VFs and chunks of at most `max_chunk_words` words "
+             "(`SystemConfig.max_chunk_words`: the largest of `chunk_words`, `block_words` and "
+             "the CSR/MSI-X/PBA words) takes a message only when its header length is one its "
+             "type carries:", ""]
+    bounds = []
+    symbolic = 1 << 31  # stands for max_chunk_words in the table
+    for type_ in MsgType:
+        lo, hi = payload_bounds(type_, symbolic)
+        words = (f"{lo} … `max_chunk_words`" if hi == symbolic
+                 else f"{lo}" if lo == hi else f"{lo} … {hi}")
+        trailer = trailer_words(type_)
+        bounds.append([f"`{type_.name}`", words, f"{trailer} (CRC)" if trailer else "0"])
+    lines += _table(["type", "payload words", "words after the payload"], bounds)
+    lines += ["", "Anything else is dropped whole (nothing of it is delivered) and counted "
+              "under the first reason that applies, in code order: the header word's own "
+              "checks, then the framing (`last` exactly after the declared words), then the "
+              "CRC. `Message.from_words` raises `MalformedMessage` (a ValueError) with the "
+              "same reason; without `n_vfs`/`max_chunk_words` it checks only what the codec "
+              "alone can see (type, reason, framing, CRC). `UNEXPECTED` is the migration "
+              "engine's verdict on a well-formed message that is wrong in its protocol state "
+              "(e.g. STATE_DATA for a VF that is not RESUMING there, COMMIT for no migration, "
+              "ERROR): dropped, it changes no VF state or image. In the counters of "
+              "`MigProtoDecoder.counts` and `MigEngine.malformed_counts`, indexed by code, "
+              "code 0 (`NONE`) holds the total of all drops.", ""]
+    comments = member_comments(Malformed)
+    lines += _table(["code", "reason", "meaning"],
+                    [[r.value, f"`{r.name}`", comments.get(r.name, "—")] for r in Malformed])
     return lines
 
 

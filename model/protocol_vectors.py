@@ -1,11 +1,10 @@
-"""Shared bit-exact test vectors of the VF Migration protocol, and the acceptance rules.
+"""Shared bit-exact test vectors of the VF Migration protocol.
 
-``model/protocol.py`` encodes and decodes messages (``Message.to_words``/``from_words``).
-A receiver must also refuse what the codec alone cannot know is wrong: a VF id this system
-does not have, a payload length the message type never carries, a STATE_DATA chunk longer
-than the receiver's buffer.  ``classify`` is that receiver's golden model: it returns the
-``Malformed`` reason the HDL decoder (``hdl/migproto.py``) must report for a received word
-sequence, or the decoded ``Message``.
+``model/protocol.py`` encodes and decodes messages (``Message.to_words``/``from_words``) and
+holds the receiver's acceptance rules: ``Malformed``, ``payload_bounds``, ``trailer_words``
+and ``classify``, the golden model of what a receiver (``hdl/migproto.py``) must report for
+a received word sequence.  They are re-exported here for the tests and benches that import
+them with the vectors.
 
 ``python -m model.protocol_vectors`` writes ``tests/vectors/protocol_vectors.json``: every
 message type, edge lengths and values, random payloads (seeded), and one or more malformed
@@ -18,81 +17,30 @@ from __future__ import annotations
 import argparse
 import json
 import random
-from enum import IntEnum
 from pathlib import Path
 
 from .protocol import (
-    HEADER_WORDS,
     MASK32,
+    Malformed,
     Message,
     MsgType,
     Reason,
-    crc32,
+    classify,
     pack_header,
-    unpack_header,
+    payload_bounds,
+    trailer_words,
 )
+
+__all__ = ["SEED", "VECTOR_N_VFS", "VECTOR_MAX_CHUNK", "DEFAULT_OUT", "Malformed",
+           "payload_bounds", "trailer_words", "classify", "build_vectors", "build_document",
+           "render", "main"]
 
 SEED = 20240604
 # The receiver the vectors are written for: the default system's VF count and its longest
-# STATE_DATA chunk (hdl/system.py: max(chunk_words, block_words, meta_words) = 64).
+# STATE_DATA chunk (``SystemConfig().max_chunk_words`` = 64).
 VECTOR_N_VFS = 8
 VECTOR_MAX_CHUNK = 64
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "tests" / "vectors" / "protocol_vectors.json"
-
-
-class Malformed(IntEnum):
-    """Why a receiver dropped a message.  When several apply, the lowest code is reported:
-    the header word's own checks first (a header that makes no sense gives no framing to
-    check), then the framing, then the CRC (meaningless on a mis-framed chunk)."""
-    NONE = 0        # well formed
-    TYPE = 1        # type is not a MsgType
-    REASON = 2      # reason is not a Reason
-    LENGTH = 3      # header length impossible for the type (see ``payload_bounds``)
-    VF = 4          # vf >= the receiver's n_vfs
-    FRAMING = 5     # ``last`` came before or after the length the header declares
-    CRC = 6         # STATE_DATA payload CRC mismatch
-    UNEXPECTED = 7  # well formed, but wrong for the protocol state (reported by the engine)
-
-
-# The payload words each type carries (DESIGN §5): STATE_DATA a chunk, ROUND_END the dirty
-# blocks left, every other message none.  STATE_DATA's upper bound is the receiver's chunk.
-_FIXED_PAYLOAD = {MsgType.ROUND_END: 1}
-
-
-def payload_bounds(type_: MsgType, max_chunk_words: int) -> tuple[int, int]:
-    """Inclusive (min, max) payload words of a well-formed ``type_`` message."""
-    if type_ == MsgType.STATE_DATA:
-        return 1, max_chunk_words
-    words = _FIXED_PAYLOAD.get(MsgType(type_), 0)
-    return words, words
-
-
-def trailer_words(type_: int) -> int:
-    """Words after the payload: the CRC of a STATE_DATA chunk."""
-    return 1 if type_ == MsgType.STATE_DATA else 0
-
-
-def classify(words: list[int], n_vfs: int,
-             max_chunk_words: int) -> tuple[Malformed, Message | None]:
-    """The receiver's verdict on one message (the words up to and including ``last``)."""
-    if not words:
-        raise ValueError("a message has at least one word (the one carrying last)")
-    head = unpack_header(words[0])
-    if head["type"] not in MsgType._value2member_map_:
-        return Malformed.TYPE, None
-    if head["reason"] not in Reason._value2member_map_:
-        return Malformed.REASON, None
-    lo, hi = payload_bounds(MsgType(head["type"]), max_chunk_words)
-    if not lo <= head["length"] <= hi:
-        return Malformed.LENGTH, None
-    if head["vf"] >= n_vfs:
-        return Malformed.VF, None
-    if len(words) != HEADER_WORDS + head["length"] + trailer_words(head["type"]):
-        return Malformed.FRAMING, None
-    payload = words[HEADER_WORDS:HEADER_WORDS + head["length"]]
-    if trailer_words(head["type"]) and words[-1] != crc32(payload):
-        return Malformed.CRC, None
-    return Malformed.NONE, Message.from_words(words)
 
 
 # ---------------------------------------------------------------------------- vectors

@@ -152,7 +152,7 @@ def test_cli_names_a_bad_policy_parameter():
 
 def test_cli_names_the_bad_line_of_a_trace(tmp_path):
     trace = tmp_path / "bad.csv"
-    trace.write_text("cycle,vf,op,addr,words,data\n10,0,READ,300,1,0\n20,0,JUMP,0,1,0\n")
+    trace.write_text("cycle,vf,op,addr,words,data\n10,0,READ,200,1,0\n20,0,JUMP,0,1,0\n")
     result = _cli("--trace", str(trace))
     assert result.returncode == 2
     assert f"{trace}:3" in result.stderr, result.stderr

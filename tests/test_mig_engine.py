@@ -11,14 +11,25 @@ arc-by-arc check is the cocotb bench, tb/mig_engine.)
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
 from amaranth.sim import Simulator
 
 from hdl.system import System
-from model.config import SystemConfig
-from model.protocol import Reason
+from model.config import Device, SystemConfig
+from model.protocol import (
+    HEADER_WORDS,
+    Malformed,
+    Message,
+    MsgType,
+    Reason,
+    classify,
+    unpack_header,
+)
+from model.protocol_vectors import DEFAULT_OUT as VECTORS_PATH
+from model.protocol_vectors import VECTOR_MAX_CHUNK, VECTOR_N_VFS
 from model.regmap import (
     CONTROL_CLEAR_ERROR,
     CONTROL_COMMIT,
@@ -29,8 +40,10 @@ from model.regmap import (
     ErrorCode,
     vf_reg,
 )
-from model.state import GoldenVF, ImageLayout, Op
+from model.state import GoldenVF, ImageLayout, Op, image_digest, zero_image_digest
 from model.vfio import DeviceState, MigrationFlags, path
+from tb.mig_engine.harness import EngineHarness
+from tests.simutil import run_sim, stream_put
 
 S = DeviceState
 LAYOUT = ImageLayout(csr_words=4, msix_vectors=2, mem_words=32, block_words=8)
@@ -75,22 +88,60 @@ class Bench:
             await ctx.tick()
             self.cycles += 1
 
-    # -- register port
+    # -- register port: a one-access-at-a-time AXI4-Lite master on ``System.axil``
+    async def _handshake(self, ctx, valid, ready) -> None:
+        """Hold ``valid`` until the clock edge that sees ``ready`` (the transfer)."""
+        ctx.set(valid, 1)
+        for _ in range(LIMIT):
+            _, _, taken = await ctx.tick().sample(ready)
+            self.cycles += 1
+            if taken:
+                ctx.set(valid, 0)
+                return
+        raise AssertionError(f"AXI4-Lite: no handshake on {valid.name}")
+
     async def csr_read(self, ctx, addr: int) -> int:
-        dut = self.dut
-        ctx.set(dut.csr_addr, addr)
-        ctx.set(dut.csr_re, 1)
-        await self.tick(ctx)
-        ctx.set(dut.csr_re, 0)
-        return ctx.get(dut.csr_rdata)
+        axil = self.dut.axil
+        ctx.set(axil.araddr, addr)
+        await self._handshake(ctx, axil.arvalid, axil.arready)
+        ctx.set(axil.rready, 1)
+        for _ in range(LIMIT):
+            _, _, valid, resp, data = await ctx.tick().sample(axil.rvalid, axil.rresp,
+                                                               axil.rdata)
+            self.cycles += 1
+            if valid:
+                break
+        ctx.set(axil.rready, 0)
+        assert resp == 0, f"AXI4-Lite read of 0x{addr:04x}: RRESP {resp}"
+        return data
 
     async def csr_write(self, ctx, addr: int, value: int) -> None:
-        dut = self.dut
-        ctx.set(dut.csr_addr, addr)
-        ctx.set(dut.csr_wdata, value)
-        ctx.set(dut.csr_we, 1)
-        await self.tick(ctx)
-        ctx.set(dut.csr_we, 0)
+        axil = self.dut.axil
+        ctx.set(axil.awaddr, addr)
+        ctx.set(axil.wdata, value)
+        ctx.set(axil.wstrb, 0b1111)
+        ctx.set(axil.awvalid, 1)
+        ctx.set(axil.wvalid, 1)
+        pending = {"aw", "w"}
+        for _ in range(LIMIT):
+            _, _, awready, wready = await ctx.tick().sample(axil.awready, axil.wready)
+            self.cycles += 1
+            if awready and "aw" in pending:
+                pending.discard("aw")
+                ctx.set(axil.awvalid, 0)
+            if wready and "w" in pending:
+                pending.discard("w")
+                ctx.set(axil.wvalid, 0)
+            if not pending:
+                break
+        ctx.set(axil.bready, 1)
+        for _ in range(LIMIT):
+            _, _, valid, resp = await ctx.tick().sample(axil.bvalid, axil.bresp)
+            self.cycles += 1
+            if valid:
+                break
+        ctx.set(axil.bready, 0)
+        assert resp == 0, f"AXI4-Lite write of 0x{addr:04x}: BRESP {resp}"
 
     async def reg(self, ctx, vf: int, name: str) -> int:
         return await self.csr_read(ctx, vf_reg(vf, name))
@@ -486,3 +537,300 @@ def test_a_request_made_when_status_busy_reads_0_is_not_refused_as_busy():
         assert await b.state(ctx, 0) == S.PRE_COPY
 
     run(CONFIG, scenario)
+
+
+# ------------------------------------------------------------ bad input at one engine
+# One device's engine (tb.mig_engine.harness) with the test as its peer: the receiver must
+# drop malformed messages (tests/vectors/protocol_vectors.json, judged by
+# model.protocol.classify) and well-formed ones in the wrong protocol state, count each
+# under its Malformed reason, and change no VF state or image.  The configuration is the
+# vectors' receiver (n_vfs, max_chunk_words), so their verdicts apply unchanged.
+PEER = SystemConfig(n_vfs=VECTOR_N_VFS, host_slots=8, offload_slots=2, chunk_words=64,
+                    layout=ImageLayout(csr_words=4, msix_vectors=2, mem_words=64,
+                                       block_words=8))
+PEER_SEED = 20240615
+BAD_VECTORS = [v for v in json.loads(VECTORS_PATH.read_text())["vectors"]
+               if v["malformed"] != "NONE"]
+
+
+def _lost_chunk_vfs() -> set[int]:
+    """VFs named by the vectors' STATE_DATA dropped for framing or CRC (those poison an
+    incoming image of that VF, so the migrating VF must not be one of them)."""
+    vfs = set()
+    for vector in BAD_VECTORS:
+        head = unpack_header(int(vector["words"][0], 16))
+        if head["type"] == MsgType.STATE_DATA and vector["malformed"] in ("FRAMING", "CRC"):
+            vfs.add(head["vf"])
+    return vfs
+
+
+class Peer:
+    """Plays the other device's engine against an ``EngineHarness``."""
+
+    def __init__(self, device: Device):
+        self.config, self.layout = PEER, PEER.layout
+        self.dut = EngineHarness(PEER, device)
+        self.received: list[list[int]] = []   # every message the engine sent, in order
+        self.rng = random.Random(PEER_SEED)
+
+    def run(self, scenario) -> None:
+        dut = self.dut
+
+        async def collect(ctx):
+            beats = []
+            async for _, _, valid, ready, beat in ctx.tick().sample(dut.tx.valid, dut.tx.ready,
+                                                                    dut.tx.payload):
+                if valid and ready:
+                    beats.append(int(beat.data))
+                    if beat.last:
+                        self.received.append(beats)
+                        beats = []
+
+        async def bench(ctx):
+            ctx.set(dut.tx.ready, 1)
+            ctx.set(dut.walk_status.ready, 1)
+            # the VF unit sweeps its memory after reset: keep the state port idle
+            await ctx.tick().repeat(PEER.slots(self.dut.device) * self.layout.stride + 20)
+            await scenario(ctx, self)
+
+        run_sim(dut, bench, processes=[collect])
+
+    async def send(self, ctx, words: list[int]) -> None:
+        for i, word in enumerate(words):
+            await stream_put(ctx, self.dut.rx, {"data": word, "last": i == len(words) - 1})
+
+    async def settle(self, ctx, cycles: int = 40) -> None:
+        await ctx.tick().repeat(cycles)
+
+    async def expect(self, ctx, count: int, what: str, limit: int = LIMIT) -> list[Message]:
+        """Wait until the engine has sent ``count`` messages; all of them, decoded."""
+        for _ in range(limit):
+            if len(self.received) >= count:
+                break
+            await ctx.tick()
+        else:
+            raise AssertionError(f"{what}: only {len(self.received)} of {count} messages sent")
+        return [Message.from_words(w, PEER.n_vfs, PEER.max_chunk_words)
+                for w in self.received]
+
+    def vf_state(self, ctx, vf: int) -> dict:
+        ctx.set(self.dut.rd_vf, vf)
+        rd = self.dut.rd
+        return {"here": ctx.get(rd.here), "state": S(ctx.get(rd.state)),
+                "requested": S(ctx.get(rd.requested)), "slot": ctx.get(rd.slot),
+                "migrating": ctx.get(rd.migrating)}
+
+    def snapshot(self, ctx) -> dict:
+        """Every VF's engine registers and every slot's image digest."""
+        return {"vfs": [self.vf_state(ctx, v) for v in range(PEER.n_vfs)],
+                "digests": [ctx.get(self.dut.digest[s])
+                            for s in range(PEER.slots(self.dut.device))]}
+
+    def counts(self, ctx) -> dict[Malformed, int]:
+        return {r: ctx.get(self.dut.malformed_counts[r]) for r in Malformed}
+
+    async def request(self, ctx, vf: int, state: S) -> None:
+        dut = self.dut
+        ctx.set(dut.ctl_vf, vf)
+        ctx.set(dut.ctl_state, int(state))
+        ctx.set(dut.ctl_state_we, 1)
+        await ctx.tick()
+        ctx.set(dut.ctl_state_we, 0)
+
+
+def _expected_counts(reasons: list[str], unexpected: int) -> dict[Malformed, int]:
+    counts = {r: 0 for r in Malformed}
+    for name in reasons:
+        counts[Malformed[name]] += 1
+    counts[Malformed.UNEXPECTED] += unexpected
+    counts[Malformed.NONE] = sum(counts.values())
+    return counts
+
+
+def _chunks(image: list[int], size: int) -> list[Message]:
+    return [Message(MsgType.STATE_DATA, 0, offset, payload=image[offset:offset + size])
+            for offset in range(0, len(image), size)]
+
+
+def test_peer_configuration_is_the_vectors_receiver():
+    assert (PEER.n_vfs, PEER.max_chunk_words) == (VECTOR_N_VFS, VECTOR_MAX_CHUNK)
+    assert SystemConfig().max_chunk_words == max(SystemConfig().chunk_words,
+                                                 SystemConfig().layout.block_words,
+                                                 SystemConfig().layout.meta_words)
+
+
+def test_target_drops_bad_messages_in_the_middle_of_an_incoming_migration():
+    """A target receiving VF 5: after half the image, every malformed vector and a set of
+    well-formed messages wrong in this protocol state arrive.  Each is counted under its
+    reason; only SWITCHOVER/COMMIT for no migration are answered (ERROR) and a BEGIN while
+    busy is refused; no VF's state and no slot's image changes; the migration then
+    completes with the image intact."""
+    vf, other = 5, 2
+    assert vf not in _lost_chunk_vfs() | {other}
+
+    async def scenario(ctx, peer: Peer):
+        lay = peer.layout
+        image = [peer.rng.getrandbits(32) for _ in range(lay.image_words)]
+        chunks = [Message(c.type, vf, c.arg, payload=c.payload) for c in _chunks(image, 16)]
+        await peer.send(ctx, Message(MsgType.BEGIN, vf, lay.image_words).to_words())
+        (accept,) = await peer.expect(ctx, 1, "MIG_ACCEPT")
+        assert accept == Message(MsgType.ACCEPT, vf, 0), accept
+        half = len(chunks) // 2
+        for chunk in chunks[:half]:
+            await peer.send(ctx, chunk.to_words())
+        await peer.settle(ctx)
+        before = peer.snapshot(ctx)
+        assert before["vfs"][vf]["state"] == S.RESUMING
+        partial = [0] * lay.image_words
+        for chunk in chunks[:half]:
+            partial[chunk.arg:chunk.arg + len(chunk.payload)] = chunk.payload
+        assert before["digests"][0] == image_digest(partial)
+        assert peer.counts(ctx) == _expected_counts([], 0)
+
+        junk = [peer.rng.getrandbits(32) for _ in range(8)]
+        unexpected = [  # (message, the engine's answer)
+            (Message(MsgType.STATE_DATA, other, 0, payload=junk), None),
+            (Message(MsgType.ROUND_END, other, 1, payload=[3]), None),
+            (Message(MsgType.SWITCHOVER, other, image_digest(image)),
+             Message(MsgType.ERROR, other, 0, Reason.PROTOCOL)),
+            (Message(MsgType.COMMIT, other),
+             Message(MsgType.ERROR, other, 0, Reason.PROTOCOL)),
+            (Message(MsgType.ERROR, vf, 0, Reason.PROTOCOL), None),
+            (Message(MsgType.ACCEPT, vf, 1), None),
+            (Message(MsgType.REJECT, vf, 0, Reason.NO_SLOT), None),
+            (Message(MsgType.COMMIT_ACK, other, 0), None),
+        ]
+        handled = [  # well formed and right in this state: answered, not counted
+            (Message(MsgType.BEGIN, other, lay.image_words),
+             Message(MsgType.REJECT, other, 0, Reason.BUSY)),
+        ]
+        answers = []
+        for vector in BAD_VECTORS:
+            await peer.send(ctx, [int(w, 16) for w in vector["words"]])
+        for message, answer in unexpected + handled:
+            await peer.send(ctx, message.to_words())
+            await peer.settle(ctx, 12)
+            if answer is not None:
+                answers.append(answer)
+        got = await peer.expect(ctx, 1 + len(answers), "the answers")
+        await peer.settle(ctx)
+        assert got[1:] == answers and len(peer.received) == 1 + len(answers), got
+        assert peer.counts(ctx) == _expected_counts([v["malformed"] for v in BAD_VECTORS],
+                                                    len(unexpected))
+        assert ctx.get(peer.dut.malformed) == len(BAD_VECTORS) + len(unexpected)
+        assert peer.snapshot(ctx) == before, "a dropped message changed a VF or an image"
+
+        for chunk in chunks[half:]:
+            await peer.send(ctx, chunk.to_words())
+        await peer.send(ctx, Message(MsgType.SWITCHOVER, vf, image_digest(image)).to_words())
+        await peer.settle(ctx)
+        assert peer.vf_state(ctx, vf)["state"] == S.STOP, "the digest was refused"
+        await peer.send(ctx, Message(MsgType.COMMIT, vf).to_words())
+        got = await peer.expect(ctx, 2 + len(answers), "COMMIT_ACK")
+        assert got[-1] == Message(MsgType.COMMIT_ACK, vf, 0), got[-1]
+        await peer.settle(ctx)
+        after = peer.vf_state(ctx, vf)
+        assert (after["here"], after["state"], after["slot"]) == (1, S.RUNNING, 0), after
+        assert ctx.get(peer.dut.digest[0]) == image_digest(image)
+        assert ctx.get(peer.dut.malformed) == len(BAD_VECTORS) + len(unexpected)
+
+    Peer(Device.OFFLOAD).run(scenario)
+
+
+def test_target_refuses_an_image_whose_chunk_was_dropped():
+    """A STATE_DATA of the incoming VF with a bad CRC is dropped (nothing written); even when
+    the source sends the chunk again and the digest then matches, SWITCHOVER is answered
+    ABORT(CRC), as when the DMA finds a bad chunk; the slot is free again afterwards."""
+    vf = 1
+
+    async def scenario(ctx, peer: Peer):
+        lay = peer.layout
+        image = [peer.rng.getrandbits(32) for _ in range(lay.image_words)]
+        chunks = [Message(c.type, vf, c.arg, payload=c.payload) for c in _chunks(image, 32)]
+        await peer.send(ctx, Message(MsgType.BEGIN, vf, lay.image_words).to_words())
+        await peer.expect(ctx, 1, "MIG_ACCEPT")
+        bad = chunks[1].to_words()
+        bad[HEADER_WORDS + 3] ^= 1 << 9
+        assert classify(bad, PEER.n_vfs, PEER.max_chunk_words)[0] == Malformed.CRC
+        await peer.send(ctx, bad)
+        await peer.settle(ctx)
+        assert ctx.get(peer.dut.digest[0]) == zero_image_digest(lay), "a dropped chunk was written"
+        assert peer.vf_state(ctx, vf)["state"] == S.RESUMING
+        for chunk in chunks:
+            await peer.send(ctx, chunk.to_words())
+        await peer.send(ctx, Message(MsgType.SWITCHOVER, vf, image_digest(image)).to_words())
+        got = await peer.expect(ctx, 2, "the answer to SWITCHOVER")
+        assert got[1] == Message(MsgType.ABORT, vf, 0, Reason.CRC), got[1]
+        assert ctx.get(peer.dut.digest[0]) == image_digest(image)  # only the verdict differs
+        assert peer.counts(ctx) == _expected_counts(["CRC"], 0)
+        await peer.send(ctx, Message(MsgType.BEGIN, vf, lay.image_words).to_words())
+        got = await peer.expect(ctx, 3, "MIG_ACCEPT after the abort")
+        assert got[2] == Message(MsgType.ACCEPT, vf, 0), got[2]
+
+    Peer(Device.OFFLOAD).run(scenario)
+
+
+def test_source_drops_bad_messages_during_its_precopy():
+    """A source in PRE_COPY for VF 0: malformed vectors and messages wrong for a source
+    (STATE_DATA to it, a second ACCEPT, REJECT, SWITCHOVER, COMMIT_ACK for another VF,
+    ERROR) arrive while it streams.  Each is counted; no VF state or image changes; the
+    engine's own stream stays well formed (its ERROR answer is never interleaved with a
+    chunk) and carries the image exactly; the pre-copy converges and aborts cleanly."""
+    vf = 0
+
+    async def scenario(ctx, peer: Peer):
+        lay = peer.layout
+        before = peer.snapshot(ctx)
+        await peer.request(ctx, vf, S.PRE_COPY)
+        (begin,) = await peer.expect(ctx, 1, "MIG_BEGIN")
+        assert begin == Message(MsgType.BEGIN, vf, lay.image_words), begin
+        await peer.send(ctx, Message(MsgType.ACCEPT, vf, 0).to_words())
+        await peer.expect(ctx, 2, "the first chunk")
+        junk = [peer.rng.getrandbits(32) for _ in range(16)]
+        unexpected = [
+            (Message(MsgType.STATE_DATA, vf, 0, payload=junk), None),
+            (Message(MsgType.ACCEPT, vf, 1), None),
+            (Message(MsgType.REJECT, vf, 0, Reason.BUSY), None),
+            (Message(MsgType.SWITCHOVER, vf, 0), Message(MsgType.ERROR, vf, 0, Reason.PROTOCOL)),
+            (Message(MsgType.COMMIT_ACK, 3, 0), None),
+            (Message(MsgType.ERROR, vf, 0, Reason.PROTOCOL), None),
+        ]
+        for i, (message, _) in enumerate(unexpected):
+            await peer.send(ctx, message.to_words())
+            await peer.send(ctx, [int(w, 16) for w in BAD_VECTORS[i * 5]["words"]])
+        for _ in range(LIMIT):
+            if peer.vf_state(ctx, vf)["state"] == S.PRE_COPY and ctx.get(peer.dut.rd.converged):
+                break
+            await ctx.tick()
+        else:
+            raise AssertionError("the pre-copy never converged")
+        await peer.settle(ctx)
+        now = peer.snapshot(ctx)
+        assert now["digests"] == before["digests"], "a dropped message changed an image"
+        for v in range(PEER.n_vfs):
+            expected = dict(before["vfs"][v])
+            if v == vf:
+                expected.update(state=S.PRE_COPY, requested=S.PRE_COPY, migrating=1)
+            assert now["vfs"][v] == expected, (v, now["vfs"][v])
+        reasons = [BAD_VECTORS[i * 5]["malformed"] for i in range(len(unexpected))]
+        assert peer.counts(ctx) == _expected_counts(reasons, len(unexpected))
+
+        sent = await peer.expect(ctx, 2, "the pre-copy")
+        copy = [0] * lay.image_words
+        for message in sent:
+            if message.type == MsgType.STATE_DATA:
+                copy[message.arg:message.arg + len(message.payload)] = message.payload
+        assert image_digest(copy) == now["digests"][0]
+        errors = [m for m in sent if m.type == MsgType.ERROR]
+        assert errors == [Message(MsgType.ERROR, vf, 0, Reason.PROTOCOL)], errors
+
+        await peer.request(ctx, vf, S.RUNNING)
+        count = len(peer.received)
+        got = await peer.expect(ctx, count + 1, "ABORT")
+        assert got[-1] == Message(MsgType.ABORT, vf, 0, Reason.REQUESTED), got[-1]
+        await peer.send(ctx, Message(MsgType.ABORT_ACK, vf).to_words())
+        await peer.settle(ctx)
+        assert peer.snapshot(ctx) == before
+        assert peer.counts(ctx) == _expected_counts(reasons, len(unexpected))
+
+    Peer(Device.HOST).run(scenario)

@@ -22,14 +22,21 @@ from hdl.migproto import (
     header_word_layout,
     message_header_layout,
 )
-from model.protocol import HEADER_FIELDS, MAX_VFS, Message, MsgType, Reason, pack_header
+from model.protocol import (
+    HEADER_FIELDS,
+    MAX_VFS,
+    Malformed,
+    Message,
+    MsgType,
+    Reason,
+    classify,
+    pack_header,
+)
 from model.protocol_vectors import (
     DEFAULT_OUT,
     VECTOR_MAX_CHUNK,
     VECTOR_N_VFS,
-    Malformed,
     build_document,
-    classify,
     render,
 )
 from tests.simutil import run_sim

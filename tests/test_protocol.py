@@ -1,8 +1,9 @@
-"""VF Migration protocol encodings (model/protocol.py, DESIGN §5)."""
+"""VF Migration protocol encodings and acceptance rules (model/protocol.py, DESIGN §5)."""
 
 from __future__ import annotations
 
 import random
+import re
 import struct
 import zlib
 
@@ -13,11 +14,16 @@ from model.protocol import (
     HEADER_WORDS,
     MASK32,
     MAX_VFS,
+    Malformed,
+    MalformedMessage,
     Message,
     MsgType,
     Reason,
+    classify,
     crc32,
     pack_header,
+    payload_bounds,
+    trailer_words,
     unpack_header,
 )
 
@@ -144,3 +150,58 @@ def test_decode_bad_crc():
             bad[index] ^= 1 << bit
             with pytest.raises(ValueError, match="STATE_DATA payload CRC mismatch"):
                 Message.from_words(bad)
+
+
+# ---------------------------------------------------------------- acceptance rules
+def test_the_rules_have_one_source():
+    """model/protocol_vectors.py and the HDL decoder take the rules from model/protocol.py."""
+    import model.protocol_vectors as vectors
+    for name in ("Malformed", "payload_bounds", "trailer_words", "classify"):
+        assert getattr(vectors, name) is globals()[name], name
+
+
+def test_payload_bounds_per_type():
+    for type_ in MsgType:
+        expected = {MsgType.STATE_DATA: (1, 48), MsgType.ROUND_END: (1, 1)}.get(type_, (0, 0))
+        assert payload_bounds(type_, 48) == expected, type_
+        assert trailer_words(type_) == (1 if type_ == MsgType.STATE_DATA else 0)
+
+
+@pytest.mark.parametrize(("words", "reason", "text"), [
+    ([pack_header(0, 9, 3), 1, 2], Malformed.TYPE, "malformed message header 0x00030900: type 0"),
+    ([pack_header(MsgType.ERROR, 9, reason=12), 0], Malformed.REASON,
+     "reason 12 is not a Reason"),
+    ([pack_header(MsgType.STATE_DATA, 9, 17), 0], Malformed.LENGTH,
+     "STATE_DATA of 17 payload words (allowed: 1 … 16)"),
+    ([pack_header(MsgType.ROUND_END, 1, 0), 0], Malformed.LENGTH,
+     "ROUND_END of 0 payload words (allowed: 1)"),
+    ([pack_header(MsgType.COMMIT, 4)], Malformed.VF, "COMMIT for VF 4, but the receiver has 4"),
+    ([pack_header(MsgType.COMMIT, 3)], Malformed.FRAMING, "message of 1 words is shorter"),
+    ([pack_header(MsgType.ABORT_ACK, 3), 0, 0], Malformed.FRAMING,
+     "ABORT_ACK says 0 payload words but has 1"),
+    ([pack_header(MsgType.STATE_DATA, 3, 1), 0, 5, crc32([5]) ^ 1], Malformed.CRC,
+     "STATE_DATA payload CRC mismatch"),
+])
+def test_receiver_rules_in_priority_order(words, reason, text):
+    """``from_words`` with the receiver's parameters raises ``MalformedMessage`` with the
+    reason ``classify`` reports: the lowest code that applies."""
+    assert classify(words, 4, 16) == (reason, None)
+    with pytest.raises(MalformedMessage, match=re.escape(text)) as info:
+        Message.from_words(words, n_vfs=4, max_chunk_words=16)
+    assert info.value.reason == reason
+    assert isinstance(info.value, ValueError)
+
+
+def test_codec_alone_skips_the_receiver_rules():
+    """Without ``n_vfs``/``max_chunk_words`` only what the words themselves show is checked."""
+    for message in (Message(MsgType.STATE_DATA, 200, 0), Message(MsgType.BEGIN, 9, 1, payload=[2]),
+                    Message(MsgType.STATE_DATA, 1, 0, payload=list(range(40)))):
+        words = message.to_words()
+        assert Message.from_words(words) == message
+        assert classify(words, 8, 16)[0] in (Malformed.LENGTH, Malformed.VF)
+
+
+def test_classify_decodes_a_good_message():
+    message = Message(MsgType.ROUND_END, 3, 0x0102, payload=[7])
+    assert classify(message.to_words(), 4, 16) == (Malformed.NONE, message)
+    assert Message.from_words(message.to_words(), 4, 16) == message

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from model.link import LINK_HEADER_FIELDS, FrameKind, TrafficClass
-from model.protocol import HEADER_FIELDS, Message, MsgType, Reason
+from model.protocol import HEADER_FIELDS, Malformed, Message, MsgType, Reason
 from model.protocol_doc import DOC_PATH, markdown, member_comments
 
 
@@ -16,7 +16,7 @@ def test_docs_protocol_md_is_up_to_date():
 
 
 def test_every_enum_member_is_described():
-    for enum in (MsgType, Reason, FrameKind, TrafficClass):
+    for enum in (MsgType, Reason, Malformed, FrameKind, TrafficClass):
         comments = member_comments(enum)
         missing = [m.name for m in enum if m.name not in comments and m.value != 0]
         assert not missing, f"{enum.__name__} members without a comment in the source: {missing}"
@@ -39,3 +39,13 @@ def test_documented_message_examples_decode_back():
     for row in rows:
         words = [int(w, 16) for w in row.split()]
         assert Message.from_words(words).to_words() == words
+
+
+def test_malformed_reason_codes_are_documented():
+    """Each reason code of the receiver's counters has its row, code and comment."""
+    text = markdown()
+    comments = member_comments(Malformed)
+    for reason in Malformed:
+        assert f"| {reason.value} | `{reason.name}` | {comments[reason.name]} |" in text
+    assert "| `STATE_DATA` | 1 … `max_chunk_words` | 1 (CRC) |" in text
+    assert "| `ROUND_END` | 1 | 0 |" in text

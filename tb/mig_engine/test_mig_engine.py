@@ -1,9 +1,9 @@
 """cocotb tests of the migration engines (hdl/mig_engine.py) on the system top.
 
 Run through tests/test_cocotb_mig_engine.py, which builds one System per capability-flag
-set (``tb.mig_engine.CONFIGS``).  The register port is driven by ``tb.system.vmm.CsrBus``
-and VM traffic by ``tb.system.env.VmBfm``; every response is predicted by one
-``model.state.GoldenVF`` per VF (``tb.system.traffic.Scoreboard``).
+set (``tb.mig_engine.CONFIGS``).  The register port (AXI4-Lite) is driven by
+``tb.system.vmm.control_bus`` and VM traffic by ``tb.system.env.VmBfm``; every response is
+predicted by one ``model.state.GoldenVF`` per VF (``tb.system.traffic.Scoreboard``).
 
 - ``vfio_arcs``: from every reachable state of VF 0 (reached by legal requests), request
   every state; DEVICE_STATE must be the last state of ``model.vfio.path`` (or unchanged
@@ -33,7 +33,7 @@ from model.state import Op
 from model.vfio import DeviceState, path, supported_states
 from tb.system.env import VmBfm
 from tb.system.traffic import Scoreboard, TrafficGenerator
-from tb.system.vmm import CLOCK_NS, CsrBus, Location, Status, Vmm
+from tb.system.vmm import CLOCK_NS, Location, Status, Vmm, control_bus
 
 from . import from_env
 
@@ -65,7 +65,7 @@ class TB:
         self.log.info("test seed %d (from COCOTB_RANDOM_SEED and the test name), config %s",
                       self.seed, self.config.to_dict())
         cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
-        self.bus = CsrBus(dut, dut.clk)
+        self.bus = control_bus(dut)
         self.vmm = Vmm(self.bus, self.config, self.log, progress=self.log.info)
         self.bfm = VmBfm(dut, self.config, random.Random(self.rng.getrandbits(32)),
                          idle_prob=idle_prob, resp_backpressure=0.1, irq_backpressure=0.1)

@@ -21,13 +21,8 @@ from hdl.migproto import (
     malformed_event_layout,
     message_header_layout,
 )
-from model.protocol import MAX_VFS, Message, MsgType, Reason, pack_header
-from model.protocol_vectors import (
-    VECTOR_MAX_CHUNK,
-    VECTOR_N_VFS,
-    Malformed,
-    payload_bounds,
-)
+from model.protocol import MAX_VFS, Malformed, Message, MsgType, Reason, pack_header, payload_bounds
+from model.protocol_vectors import VECTOR_MAX_CHUNK, VECTOR_N_VFS
 
 HARNESS_PARAMETERS = {"n_vfs": VECTOR_N_VFS, "max_chunk_words": VECTOR_MAX_CHUNK,
                       "counter_bits": 16}

@@ -1,6 +1,6 @@
 """cocotb tests of the migration-protocol codec on the generated Verilog of MigProtoHarness.
 
-The scoreboard predicts the decoder's outputs with ``model.protocol_vectors.classify``: each
+The scoreboard predicts the decoder's outputs with ``model.protocol.classify``: each
 well-formed message comes out as its header record followed by the words after ``arg``;
 each malformed one only as a ``malformed`` event and a count under its reason — any beat of
 it on ``header``/``payload`` shows up as a mismatch in the trace.  The encoder's output is
@@ -22,8 +22,8 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from hdl.formats import ChunkBeat
 from hdl.migproto import malformed_event_layout, message_header_layout
-from model.protocol import HEADER_FIELDS, Message, MsgType, Reason
-from model.protocol_vectors import DEFAULT_OUT, Malformed, classify
+from model.protocol import HEADER_FIELDS, Malformed, Message, MsgType, Reason, classify
+from model.protocol_vectors import DEFAULT_OUT
 from tb.common.streams import StreamDriver, StreamMonitor, unpack
 from tb.migproto import HARNESS_PARAMETERS, random_message, random_valid
 
