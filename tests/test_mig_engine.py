@@ -31,6 +31,7 @@ from model.regmap import (
 )
 from model.state import GoldenVF, ImageLayout, Op
 from model.vfio import DeviceState, MigrationFlags, path
+from tests.system_link import close_link
 
 S = DeviceState
 LAYOUT = ImageLayout(csr_words=4, msix_vectors=2, mem_words=32, block_words=8)
@@ -68,6 +69,7 @@ class Bench:
             await scenario(ctx, self)
 
         sim.add_testbench(bench)
+        close_link(sim, dut)
         sim.run()
 
     async def tick(self, ctx, n: int = 1) -> None:
