@@ -357,6 +357,13 @@ class MigEngine(wiring.Component):
                 with m.Elif(timer == cfg.timeout_cycles):
                     m.d.sync += src_opening.eq(0)
                     fail(wvf, ErrorCode.TIMEOUT, Reason.TIMEOUT)
+                    m.next = "ABANDON"
+            with m.State("ABANDON"):
+                # The MIG_BEGIN (or its answer) may only be late, not lost (a link that was
+                # down): tell the target to discard what it may have opened. Its ABORT_ACK
+                # finds no migration here and is ignored.
+                m.d.comb += walker_busy.eq(1)
+                with m.If(send_control(MsgType.ABORT, 0, Reason.TIMEOUT)):
                     m.next = "IDLE"
 
             with m.State("DRAIN"):

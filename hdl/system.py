@@ -17,6 +17,7 @@ from model.regmap import (
     IRTE_CMD_VECTOR,
     IRTE_CMD_VF,
     IRTE_DATA_PENDING,
+    LINK_STAT_NAMES,
     LOCATION_MIGRATING,
     PROFILER_BASE,
     PROFILER_ROW_STRIDE,
@@ -29,6 +30,7 @@ from model.router import RouterOp
 from .csr import AxiLiteSlave, axil_signature, regmap_mapped
 from .dma import DMA
 from .formats import bits_for, system_irq_layout, system_request_layout, system_response_layout
+from .io_tunnel import IoTunnelDevice, IoTunnelHost
 from .irq_remap import (
     IrqRemap,
     control_layout,
@@ -36,10 +38,14 @@ from .irq_remap import (
     handle_from_msi_address,
     raise_layout,
 )
+from .link import LinkPort, wire_signature
 from .mig_engine import MigEngine
 from .profiler import PROFILER_DEVICE_REGS, PROFILER_VF_REGS, Profiler
 from .router import Router
 from .vf_unit import VFUnit
+
+LINK_WIDTH = 64                      # flit bits of the link between the two devices
+FAULTS = ("corrupt_state_write",)    # deliberate design faults, for the tests that catch them
 
 
 def field(word, lsb_width):
@@ -66,7 +72,21 @@ class System(wiring.Component):
     id; the router (hdl/router.py) sends each to the device and slot serving the VF, queues
     (in order, never dropping) the requests of a VF in its switchover downtime while the
     other VFs keep flowing, and answers unknown VF ids with an error response.
-    The two migration engines talk over a direct message channel (the link comes later).
+
+    The devices are joined by a link (hdl/link.py: one ``LinkPort`` per device) whose two
+    wires are ports of this top, so a testbench closes them (tb/common/link_fault.py) and
+    may corrupt, drop, duplicate or delay flits. The migration engines talk only over its
+    TC_MIG class; requests, responses and interrupts of VFs placed on the offload device
+    cross it as TC_IO messages (hdl/io_tunnel.py).
+
+    Parameters
+    ----------
+    config : SystemConfig
+    _fault_inject : None or "corrupt_state_write"
+        A deliberate fault for the tests that must catch it: "corrupt_state_write" flips
+        bit 0 of every state-port write to image word 0 (on either device) until the first
+        migration ends, i.e. data that passed the link and chunk CRCs is wrong in the
+        target's image, so its digest check at SWITCHOVER must abort that migration.
 
     Members
     -------
@@ -79,18 +99,33 @@ class System(wiring.Component):
         the control plane: AXI4-Lite (hdl/csr.py) onto the register map of model/regmap.py
         (byte addresses, 32-bit registers); unmapped addresses answer DECERR, misaligned
         ones or partial strobes SLVERR, and never reach a register
+    h2o_tx : Out(wire_signature(LINK_WIDTH)); h2o_rx : In(...)
+        the host -> offload wire: what the host port sends, what the offload port receives
+    o2h_tx : Out(...); o2h_rx : In(...)
+        the offload -> host wire. A testbench copies each ``*_tx`` to its ``*_rx`` (with
+        faults, or with none), the receiving port registers it on entry.
+
+    Latency: a request to a VF on the offload device crosses the link twice (TC_IO, store
+    and forward: about 30 cycles on an idle link on top of the unit's service latency);
+    the router's in-flight limit and queues give the backpressure, as for the host.
     """
 
-    def __init__(self, config: SystemConfig | None = None):
+    def __init__(self, config: SystemConfig | None = None, _fault_inject: str | None = None):
         self.config = config = config or SystemConfig()
         if not isinstance(config, SystemConfig):
             raise TypeError(f"System config must be a SystemConfig, not {config!r}")
+        if _fault_inject is not None and _fault_inject not in FAULTS:
+            raise ValueError(f"System _fault_inject must be None or one of "
+                             f"{', '.join(FAULTS)}, not {_fault_inject!r}")
+        self.fault_inject = _fault_inject
+        wire = wire_signature(LINK_WIDTH)
         super().__init__({
             "req": In(stream.Signature(system_request_layout(config))),
             "resp": Out(stream.Signature(system_response_layout(config))),
             "irq": Out(stream.Signature(system_irq_layout(config))),
             "irq_trace": Out(irq_trace_layout(config)),
             "axil": In(axil_signature(ADDR_BITS)),
+            "h2o_tx": Out(wire), "h2o_rx": In(wire), "o2h_tx": Out(wire), "o2h_rx": In(wire),
         })
 
     def elaborate(self, platform):
@@ -106,6 +141,7 @@ class System(wiring.Component):
                                   | self._profiler_mapped(bus.addr))
 
         units, engines = {}, {}
+        armed = Signal(init=1, name="fault_armed")   # only with _fault_inject
         for dev in Device:
             name = dev.label
             unit = VFUnit(lay, cfg.slots(dev), cfg.latency(dev), tag_bits=cfg.tag_bits + vf_bits)
@@ -114,22 +150,23 @@ class System(wiring.Component):
             m.submodules[f"{name}_unit"], m.submodules[f"{name}_dma"] = unit, dma
             m.submodules[f"{name}_engine"] = engine
             units[dev], engines[dev] = unit, engine
-            for port in ("sa_rd_en", "sa_rd_addr", "sa_wr_en", "sa_wr_addr", "sa_wr_data"):
+            for port in ("sa_rd_en", "sa_rd_addr", "sa_wr_en", "sa_wr_addr"):
                 m.d.comb += getattr(unit, port).eq(getattr(dma, port))
+            m.d.comb += unit.sa_wr_data.eq(dma.sa_wr_data ^ self._injected(dma, armed))
             m.d.comb += dma.sa_rd_data.eq(unit.sa_rd_data)
             for port in ("rd_desc", "wr_data", "wr_desc"):
                 wiring.connect(m, getattr(engine, port), getattr(dma, port))
             for port in ("rd_data", "rd_done", "wr_done"):
                 wiring.connect(m, getattr(dma, port), getattr(engine, port))
-            for port in ("quiesce", "irq_hold", "dirty_rd_en", "dirty_rd_slot", "dirty_rd_word",
+            for port in ("irq_hold", "dirty_rd_en", "dirty_rd_slot", "dirty_rd_word",
                          "dirty_clear"):
                 m.d.comb += getattr(unit, port).eq(getattr(engine, port))
-            for port in ("idle", "dirty_rd_bits", "dirty_count", "digest"):
+            for port in ("dirty_rd_bits", "dirty_count", "digest"):
                 m.d.comb += getattr(engine, port).eq(getattr(unit, port))
         host, offload = engines[Device.HOST], engines[Device.OFFLOAD]
-        # The direct message channel between the two engines.
-        wiring.connect(m, host.tx, offload.rx)
-        wiring.connect(m, offload.tx, host.rx)
+        if self.fault_inject:
+            with m.If(host.done.valid | offload.done.valid):
+                m.d.sync += armed.eq(0)
 
         # Where each VF is served.  During the commit handshake both engines say `here`;
         # the source (the one with the VF `outgoing`) owns it until COMMIT_ACK.
@@ -140,9 +177,10 @@ class System(wiring.Component):
         m.submodules.router = router = Router.for_system(cfg, queue_depth=8)
         wiring.connect(m, wiring.flipped(self.req), router.req)
         wiring.connect(m, router.resp, wiring.flipped(self.resp))
-        for dev, unit in units.items():
-            wiring.connect(m, router.dev_req[dev], unit.req)
-            wiring.connect(m, unit.resp, router.dev_resp[dev])
+        wiring.connect(m, router.dev_req[Device.HOST], units[Device.HOST].req)
+        wiring.connect(m, units[Device.HOST].resp, router.dev_resp[Device.HOST])
+        irqs, link_regs = self._link(m, units, engines, router)
+        self._drain_gates(m, units, engines, router)
 
         # The engines own placement and holds; keep the router's table in step with them,
         # one command per cycle (lowest VF first): HOLD as a drain starts, RELEASE at the
@@ -164,7 +202,7 @@ class System(wiring.Component):
                              ctl.device.eq(at_offload[v]), ctl.slot.eq(slot_now[v])]
 
         # ---- interrupts: both units -> remapper (source id attached) -> VMs
-        remap_regs = self._interrupts(m, units, engines)
+        remap_regs = self._interrupts(m, irqs, engines)
 
         # ---- per-VF statistics: downtime, last migration's rounds/words, counts
         def per_vf(name, width):
@@ -280,7 +318,7 @@ class System(wiring.Component):
                     m.d.comb += rdata.eq(cycle_hi_latch)
                 with m.Case(GLOBAL["IMAGE_WORDS"]):
                     m.d.comb += rdata.eq(lay.image_words)
-                for name, value in remap_regs.items():
+                for name, value in (remap_regs | link_regs).items():
                     with m.Case(GLOBAL[name]):
                         m.d.comb += rdata.eq(value)
         regs_rdata = Signal(32)
@@ -292,7 +330,73 @@ class System(wiring.Component):
         m.d.comb += bus.rdata.eq(Mux(prof_sel, self._prof.rd_data, regs_rdata))
         return m
 
-    def _interrupts(self, m, units, engines):
+    def _injected(self, dma, armed):
+        """The bits ``_fault_inject`` flips in the state-port write of ``dma`` (0 without)."""
+        if self.fault_inject != "corrupt_state_write":
+            return 0
+        offset = dma.sa_wr_addr[:self.config.layout.addr_bits]
+        return Mux(armed & dma.sa_wr_en & (offset == 0), 1, 0)
+
+    def _link(self, m, units, engines, router):
+        """The link between the devices: a ``LinkPort`` per device on the wire ports, the
+        engines on TC_MIG, the offload device's requests, responses and interrupts on TC_IO
+        (hdl/io_tunnel.py). Returns the interrupt stream of each device as the host sees
+        it, and the CSR read values of the link registers (model/regmap.py) by name."""
+        cfg = self.config
+        host_link = m.submodules.host_link = LinkPort(LINK_WIDTH)
+        offload_link = m.submodules.offload_link = LinkPort(LINK_WIDTH)
+        wiring.connect(m, host_link.tx, wiring.flipped(self.h2o_tx))
+        wiring.connect(m, wiring.flipped(self.h2o_rx), offload_link.rx)
+        wiring.connect(m, offload_link.tx, wiring.flipped(self.o2h_tx))
+        wiring.connect(m, wiring.flipped(self.o2h_rx), host_link.rx)
+        ports = self._link_ports = {Device.HOST: host_link, Device.OFFLOAD: offload_link}
+        for dev, engine in engines.items():
+            wiring.connect(m, engine.tx, ports[dev].mig_in)
+            wiring.connect(m, ports[dev].mig_out, engine.rx)
+
+        io_host = m.submodules.io_host = IoTunnelHost.for_system(cfg)
+        io_offload = m.submodules.io_offload = IoTunnelDevice.for_system(cfg)
+        off = units[Device.OFFLOAD]
+        wiring.connect(m, router.dev_req[Device.OFFLOAD], io_host.req)
+        wiring.connect(m, io_host.to_link, host_link.io_in)
+        wiring.connect(m, host_link.io_out, io_host.from_link)
+        wiring.connect(m, io_host.resp, router.dev_resp[Device.OFFLOAD])
+        wiring.connect(m, offload_link.io_out, io_offload.from_link)
+        wiring.connect(m, io_offload.req, off.req)
+        wiring.connect(m, off.resp, io_offload.resp)
+        wiring.connect(m, off.irq, io_offload.irq)
+        wiring.connect(m, io_offload.to_link, offload_link.io_in)
+
+        regs = {}
+        for dev, port in ports.items():
+            for stat in LINK_STAT_NAMES:
+                regs[f"LINK_{dev.name}_{stat.upper()}"] = getattr(port.stats, stat)
+            regs[f"MIG_MALFORMED_{dev.name}"] = engines[dev].malformed
+        regs["IO_MALFORMED_HOST"] = io_host.malformed
+        regs["IO_MALFORMED_OFFLOAD"] = io_offload.malformed
+        return {Device.HOST: units[Device.HOST].irq, Device.OFFLOAD: io_host.irq}, regs
+
+    def _drain_gates(self, m, units, engines, router):
+        """A slot counts as drained for its engine only when the router has nothing in
+        flight for its VF and holds it: requests to the offload device may still be inside
+        the tunnel and the link while the unit is idle, and none may run at the source after
+        its image was copied. For the same reason the unit takes such requests even when
+        its engine quiesces the slot: they were dispatched before the hold, and a request
+        that waited at a quiesced slot would stall the whole TC_IO stream."""
+        for dev, engine in engines.items():
+            unit = units[dev]
+            for s in range(engine.n_slots):
+                v = engine.slot_vf[s]
+                pending = Signal(name=f"{dev.label}_in_flight_{s}")
+                m.d.comb += pending.eq((router.in_flight[v] != 0) & router.placed.bit_select(v, 1)
+                                       & (router.vf_device[v] == int(dev))
+                                       & (router.vf_slot[v] == s))
+                m.d.comb += [
+                    unit.quiesce[s].eq(engine.quiesce[s] & ~pending),
+                    engine.idle[s].eq(unit.idle[s] & ~pending & router.held.bit_select(v, 1)),
+                ]
+
+    def _interrupts(self, m, irqs, engines):
         """The interrupt path: each unit's MSI-X messages get their source id (device, slot)
         and the handle their address names, pass the remapper (hdl/irq_remap.py) and leave
         on ``irq`` as {vm, guest_vector, vf, vector}. Returns the CSR read values of the
@@ -316,8 +420,7 @@ class System(wiring.Component):
         src_dev = Signal(n_vfs)
         src_slot = Array(Signal(8, name=f"irq_src_slot_{v}", init=v) for v in range(n_vfs))
         gated = []
-        for dev, unit in units.items():
-            source = unit.irq
+        for dev, source in irqs.items():
             sender = engines[dev].slot_vf[source.payload.slot]
             allowed = ((src_dev.bit_select(sender, 1) == int(dev))
                        & (src_slot[sender] == source.payload.slot))
@@ -362,8 +465,8 @@ class System(wiring.Component):
                 live = host.irq_live[v] | live_off
                 live_slot = Mux(live_off, offload.slot_of[v], host.slot_of[v])
                 at_source = (src_dev[v] == live_off) & (src_slot[v] == live_slot)
-                offered = Mux(src_dev[v], self._offers(units[Device.OFFLOAD], src_slot[v]),
-                              self._offers(units[Device.HOST], src_slot[v]))
+                offered = Mux(src_dev[v], self._offers(irqs[Device.OFFLOAD], src_slot[v]),
+                              self._offers(irqs[Device.HOST], src_slot[v]))
                 held = remap.held[v]
                 command = Signal(RemapOp, name=f"irq_cmd_{v}")
                 want = Signal(name=f"irq_want_{v}")
@@ -435,7 +538,9 @@ class System(wiring.Component):
             prof.resp_seen.valid.eq(resp.valid & resp.ready & (resp.payload.vf < n_vfs)),
             prof.resp_seen.vf.eq(resp.payload.vf), prof.resp_seen.tag.eq(resp.payload.tag),
             prof.busy.eq(Cat(~units[Device.HOST].idle.all(), ~units[Device.OFFLOAD].idle.all())),
-            prof.link_words.eq(0),                  # no link between the devices yet
+            # link utilisation: words each direction's wire carries (any flit, DLLPs too)
+            *(prof.link_words[int(d)].eq(Mux(self._link_ports[d].tx.valid, LINK_WIDTH // 32, 0))
+              for d in Device),
             prof.vf_device.eq(at_offload),
             prof.slots_used[0].eq(sum(host.here[v] & ~at_offload[v] for v in range(n_vfs))),
             prof.slots_used[1].eq(sum(offload.here[v] & at_offload[v] for v in range(n_vfs))),
@@ -454,9 +559,9 @@ class System(wiring.Component):
         return prof_sel
 
     @staticmethod
-    def _offers(unit, slot):
-        """``unit`` offers an interrupt message from ``slot`` this cycle."""
-        return unit.irq.valid & (unit.irq.payload.slot == slot)
+    def _offers(irq, slot):
+        """The interrupt stream ``irq`` offers a message from ``slot`` this cycle."""
+        return irq.valid & (irq.payload.slot == slot)
 
     @staticmethod
     def _merge(m, name, sources, sink, translate):

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
+from .link import STAT_NAMES as LINK_STAT_NAMES
+
 ID_VALUE = 0x5646_4D47  # "VFMG"
 VF_BASE = 0x100
 VF_STRIDE = 0x40
@@ -63,6 +65,39 @@ GLOBAL_REGS = (
              "write (any value): close the profiler's window: every counter moves to the "
              "snapshot bank read through the profiler window, and counting restarts at 0"),
 )
+
+# Link health (hdl/link.py, hdl/io_tunnel.py, hdl/mig_engine.py): every counter wraps at 2**32
+# (the engines' at 2**16). One block of LINK_<PORT>_<STAT> registers per device's link port,
+# in model.link.STAT_NAMES order; bit errors, drops and duplicates on the wire show up here as
+# CRC errors, NAKs and replays, while nothing is lost above the link.
+LINK_BASE = {"HOST": 0x080, "OFFLOAD": 0x0B0}
+_LINK_STAT_DOCS = {
+    "tx_flits": "flits this port sent (frames and DLLPs)",
+    "tx_packets": "packets sent for the first time",
+    "tx_replays": "packets sent again (NAK or replay timer)",
+    "tx_timeouts": "replay-timer expiries",
+    "naks_received": "NAKs this port received",
+    "rx_packets": "packets accepted in order",
+    "rx_crc_errors": "frames dropped for a bad LCRC, a malformed header or a cut-short frame",
+    "rx_seq_errors": "packets dropped for a sequence gap",
+    "rx_duplicates": "duplicate packets dropped",
+    "naks_sent": "NAKs this port sent",
+    "rx_overflows": "in-order packets without receive-buffer room (a credit violation)",
+}
+assert set(_LINK_STAT_DOCS) == set(LINK_STAT_NAMES) and 4 * len(LINK_STAT_NAMES) <= 0x30
+LINK_REGS = tuple(
+    Register(f"LINK_{port}_{stat.upper()}", base + 4 * i, "RO",
+             f"{port.lower()} link port: {_LINK_STAT_DOCS[stat]}")
+    for port, base in LINK_BASE.items() for i, stat in enumerate(LINK_STAT_NAMES)
+) + (
+    Register("MIG_MALFORMED_HOST", 0x0E0, "RO", "migration messages the host engine dropped as "
+                                                "malformed or out of protocol state"),
+    Register("MIG_MALFORMED_OFFLOAD", 0x0E4, "RO", "the same, offload engine"),
+    Register("IO_MALFORMED_HOST", 0x0E8, "RO", "TC_IO messages the host half of the I/O "
+                                               "tunnel dropped as malformed"),
+    Register("IO_MALFORMED_OFFLOAD", 0x0EC, "RO", "the same, offload half of the tunnel"),
+)
+GLOBAL_REGS = GLOBAL_REGS + LINK_REGS
 
 VF_REGS = (
     Register("DEVICE_STATE", 0x00, "RO", "[2:0] VFIO device state of the VF where it runs"),
@@ -141,6 +176,12 @@ def profiler_reg(row: int, index: int) -> int:
         raise ValueError(f"profiler register index must be below {PROFILER_ROW_STRIDE // 4}, "
                          f"not {index}")
     return PROFILER_BASE + row * PROFILER_ROW_STRIDE + 4 * index
+
+
+def link_reg(port: str, stat: str) -> int:
+    """Byte address of link counter ``stat`` (a model.link.STAT_NAMES entry) of ``port``
+    ("host" or "offload")."""
+    return GLOBAL[f"LINK_{port.upper()}_{stat.upper()}"]
 
 
 def vf_reg(vf: int, name: str) -> int:

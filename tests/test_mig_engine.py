@@ -44,6 +44,7 @@ from model.state import GoldenVF, ImageLayout, Op, image_digest, zero_image_dige
 from model.vfio import DeviceState, MigrationFlags, path
 from tb.mig_engine.harness import EngineHarness
 from tests.simutil import run_sim, stream_put
+from tests.system_link import close_link
 
 S = DeviceState
 LAYOUT = ImageLayout(csr_words=4, msix_vectors=2, mem_words=32, block_words=8)
@@ -81,6 +82,7 @@ class Bench:
             await scenario(ctx, self)
 
         sim.add_testbench(bench)
+        close_link(sim, dut)
         sim.run()
 
     async def tick(self, ctx, n: int = 1) -> None:

@@ -32,6 +32,7 @@ from model.regmap import CONTROL_CLEAR_ERROR, CONTROL_COMMIT, GLOBAL, ErrorCode
 from model.state import Op
 from model.vfio import DeviceState, path, supported_states
 from tb.system.env import VmBfm
+from tb.system.link import SystemLink
 from tb.system.traffic import Scoreboard, TrafficGenerator
 from tb.system.vmm import CLOCK_NS, Location, Status, Vmm, control_bus
 
@@ -65,6 +66,8 @@ class TB:
         self.log.info("test seed %d (from COCOTB_RANDOM_SEED and the test name), config %s",
                       self.seed, self.config.to_dict())
         cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
+        self.link = SystemLink(dut, seed=self.seed, log=self.log)   # the wires, no faults
+        self.link.start()
         self.bus = control_bus(dut)
         self.vmm = Vmm(self.bus, self.config, self.log, progress=self.log.info)
         self.bfm = VmBfm(dut, self.config, random.Random(self.rng.getrandbits(32)),

@@ -33,6 +33,7 @@ import cocotb
 from cocotb.triggers import Event, RisingEdge, Timer
 
 from hdl.profiler import PROFILER_DEVICE_REGS, PROFILER_VF_REGS
+from hdl.system import LINK_WIDTH
 from model.config import Device, SystemConfig
 from model.fastsim import FastSimConfig
 from model.manager import Decision, MigrationOutcome, SystemView, make_policy
@@ -249,7 +250,7 @@ class ClosedLoop:
         regs = {name: await bus.read(profiler_reg(n_vfs, i))
                 for i, name in enumerate(PROFILER_DEVICE_REGS)}
         device = device_snapshot(regs, (self.config.host_slots, self.config.offload_slots),
-                                 FastSimConfig.from_system(self.config).link_words_per_cycle)
+                                 LINK_WIDTH // 32)
         return self.profiler.analyse(snaps, device, end=end)
 
     def _slots_used(self) -> tuple[int, int]:

@@ -85,6 +85,15 @@ class Knobs:
     window: int = 5_000          # closed loop: profiler window, cycles
     load: float = 0.0            # closed loop: phase-mix load factor (0: host 80 % busy)
     heartbeat: int = 1           # closed loop: 1 = every VF raises one interrupt per window
+    # link faults (tb/system/link.py), on both wires, seeded from `seed`
+    ber: float = 0.0             # bit error rate over each flit and its sop bit
+    burst_rate: float = 0.0      # flits hit by a burst of 8 flipped bits
+    drop_rate: float = 0.0       # flits lost
+    dup_rate: float = 0.0        # flits delivered twice
+    delay_rate: float = 0.0      # flits that stall the wire for 1..8 cycles
+    link_down: str = ""          # "START:CYCLES,...": both wires down (cycles from the start)
+    link_down_step: str = ""     # "STEP:CYCLES,...": both wires down as plan step STEP starts
+    allow_rollback: int = 0      # 1: a move may end rolled back (heavy faults: timeouts)
     report: str = ""             # where to write the JSON report
     progress: str = ""           # file to append progress lines to (the CLI tails it)
 
@@ -102,6 +111,28 @@ class Knobs:
 
     def to_env(self) -> dict[str, str]:
         return {self.PREFIX + k.upper(): str(v) for k, v in asdict(self).items()}
+
+    def link_faults(self):
+        from .link import link_faults
+        return link_faults(self.ber, self.burst_rate, self.drop_rate, self.dup_rate,
+                           self.delay_rate, self.link_down)
+
+    def step_link_downs(self) -> dict[int, int]:
+        """``link_down_step`` as {plan step index: cycles}."""
+        from .link import parse_windows
+        return dict(parse_windows(self.link_down_step))
+
+
+LINK_SUMMARY = {"flits": ("tx_flits",), "packets": ("tx_packets",),
+                "replays": ("tx_replays",), "naks": ("naks_sent",),
+                "crc_errors": ("rx_crc_errors",),
+                "dropped_malformed": ("mig_malformed", "io_malformed")}
+
+
+def link_summary(counters: dict[str, dict[str, int]]) -> dict[str, int]:
+    """The report's "link" figures, both directions summed, from ``Vmm.link_counters``."""
+    return {name: sum(port[stat] for port in counters.values() for stat in stats)
+            for name, stats in LINK_SUMMARY.items()}
 
 
 # ---------------------------------------------------------------- the bus functional model
@@ -352,5 +383,5 @@ class SystemEnv(uvm_env):
         mon.irq_ap.connect(self.scoreboard.irq_export)
 
 
-__all__ = ["Knobs", "VmBfm", "SystemEnv", "RequestListSeq", "RandomTrafficSeq",
+__all__ = ["Knobs", "VmBfm", "link_summary", "SystemEnv", "RequestListSeq", "RandomTrafficSeq",
            "config_from_dict", "config_to_json"]

@@ -4,6 +4,7 @@
         [--policy vfmanager|seed|static] [--policy-params NAME=VALUE,...] [--trace FILE]
         [--duration CYCLES] [--window CYCLES] [--load X]       the closed loop (default)
     python -m tb.system.sim --policy plan [--migrations N] [--plan ...]   a scripted plan
+    link faults, either way: [--ber 1e-5] [--drop-rate 2e-4] [--dup-rate R] [--link-down S:C]
 
 By default the VF Manager places VFs from the hardware profiler's windows while the
 phase-changing workload (or ``--trace``) runs (tb/system/closed_loop.py); ``--policy plan``
@@ -11,8 +12,11 @@ phase-changing workload (or ``--trace``) runs (tb/system/closed_loop.py); ``--po
 configuration (tb/common/runner.py), runs the cocotb test
 ``tb.system.test_system`` with the scenario knobs in ``VFMIG_*`` environment variables,
 shows its progress lines while it runs, prints a short report and writes
-``build/sim/report.json``.  Exits 1 on any mismatch, lost response, VMM check failure,
-failing cocotb test or missing report; 2 on bad arguments or a missing simulator.
+``build/sim/report.json``.  The link between the devices runs with faults by default (bit
+errors at ``DEFAULT_BER`` and a few dropped flits), which its CRC and replay must repair
+without loss: the report's "link" section shows the replays it took.  Exits 1 on any
+mismatch, lost response, VMM check failure, failing cocotb test or missing report; 2 on bad
+arguments or a missing simulator.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from .env import Knobs, config_to_json
 from .vmm import check_plan, default_plan, format_plan, parse_plan
 
 TEST_MODULE = "tb.system.test_system"
+DEFAULT_BER = 1e-5
+DEFAULT_DROP_RATE = 2e-4
 
 
 def make_config(vfs: int = 8, host_slots: int | None = None, offload_slots: int = 4,
@@ -44,9 +50,10 @@ def make_config(vfs: int = 8, host_slots: int | None = None, offload_slots: int 
 
 
 def run_system(sim: str, config: SystemConfig, knobs: Knobs, testcase: str | None = None,
-               echo=None) -> Path:
+               echo=None, fault_inject: str | None = None) -> Path:
     """Build and run the scenario; returns the results XML.  ``echo`` gets each progress line
-    while the simulation runs."""
+    while the simulation runs; ``fault_inject`` builds the top with that deliberate fault
+    (``hdl.system.System``'s ``_fault_inject``, a build of its own)."""
     from hdl.system import System
     from tb.common.runner import run_tests
 
@@ -63,8 +70,11 @@ def run_system(sim: str, config: SystemConfig, knobs: Knobs, testcase: str | Non
         tail.start()
     testcase = testcase or ("ClosedLoopScenario" if knobs.policy else "SystemScenario")
     try:
-        return run_tests(sim, "system", lambda: System(config), TEST_MODULE,
-                         parameters=config.to_dict(), testcase=testcase, extra_env=env,
+        parameters = config.to_dict()
+        if fault_inject:
+            parameters["fault_inject"] = fault_inject
+        return run_tests(sim, "system", lambda: System(config, _fault_inject=fault_inject),
+                         TEST_MODULE, parameters=parameters, testcase=testcase, extra_env=env,
                          seed=knobs.seed)
     finally:
         stop.set()
@@ -113,6 +123,12 @@ def format_report(report: dict) -> str:
         f"{t.get('vmm_problems', 0)}",
         f"{report.get('cycles', 0)} cycles in {report.get('wall_seconds', 0)} s of simulation",
     ]
+    link, faults = report.get("link"), (report.get("link_faults") or {})
+    if link:
+        injected = faults.get("injected") or {}
+        lines.insert(-1, "link: " + ", ".join(f"{k} {v}" for k, v in link.items())
+                     + " (injected: " + ", ".join(f"{k} {v}" for k, v in injected.items()
+                                                  if k != "flits" and v) + ")")
     policy = report.get("policy")
     if policy:
         lines += [f"policy {policy['name']}: {policy['windows']} windows of {policy['window']} "
@@ -166,6 +182,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--offload-slots", type=int, default=4)
     parser.add_argument("--idle", type=float, default=Knobs.idle_prob,
                         help="request-stream idle probability per cycle")
+    parser.add_argument("--ber", type=float, default=DEFAULT_BER,
+                        help=f"link bit error rate, both wires (default {DEFAULT_BER})")
+    parser.add_argument("--drop-rate", type=float, default=DEFAULT_DROP_RATE,
+                        help=f"link flits dropped (default {DEFAULT_DROP_RATE})")
+    parser.add_argument("--dup-rate", type=float, default=0.0, help="link flits duplicated")
+    parser.add_argument("--burst-rate", type=float, default=0.0,
+                        help="link flits hit by an 8-bit error burst")
+    parser.add_argument("--link-down", default="", help="link-down windows START:CYCLES,... "
+                        "(cycles from the start of the run, both wires)")
     parser.add_argument("--report", default=str(BUILD / "sim" / "report.json"))
     args = parser.parse_args(argv)
 
@@ -173,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                              else "vfmanager")
     try:
         config = make_config(args.vfs, args.host_slots, args.offload_slots, args.mem_words)
+        Knobs(ber=args.ber, drop_rate=args.drop_rate, dup_rate=args.dup_rate,
+              burst_rate=args.burst_rate, link_down=args.link_down).link_faults()  # checks
         if policy == "plan":
             steps = (parse_plan(args.plan) if args.plan
                      else default_plan(config, args.migrations, random.Random(args.seed)))
@@ -196,7 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     report_path.unlink(missing_ok=True)
     knobs = Knobs(seed=args.seed, plan=format_plan(steps),
                   migrations=-1 if args.migrations is None else args.migrations,
-                  idle_prob=args.idle, report=str(report_path),
+                  idle_prob=args.idle, report=str(report_path), ber=args.ber,
+                  drop_rate=args.drop_rate, dup_rate=args.dup_rate, burst_rate=args.burst_rate,
+                  link_down=args.link_down,
                   progress=str(report_path.parent / "progress.log"),
                   policy="" if policy == "plan" else policy, policy_params=args.policy_params,
                   trace=str(Path(args.trace).resolve()) if args.trace else "",
@@ -205,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
             f"policy {policy}, {args.trace or 'phase-mix workload'}, {args.duration} cycles")
     print(f"vfmig sim: {sim}, seed {args.seed}, {config.n_vfs} VFs "
           f"(host {config.host_slots} slots, offload {config.offload_slots}), "
-          f"{config.layout.image_words}-word images; {what}", flush=True)
+          f"{config.layout.image_words}-word images; {what}; link BER "
+          f"{args.ber:g}, drops {args.drop_rate:g}, duplicates {args.dup_rate:g}", flush=True)
     print("building (once per configuration) and running ...", flush=True)
     start = time.monotonic()
     results = None

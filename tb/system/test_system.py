@@ -39,7 +39,9 @@ from .env import (
     SystemEnv,
     VmBfm,
     config_from_dict,
+    link_summary,
 )
+from .link import SystemLink
 from .traffic import TrafficGenerator, irte_entry
 from .vmm import (
     CLOCK_NS,
@@ -94,6 +96,9 @@ class SystemTestBase(uvm_test):
         self.sb = self.env.scoreboard.model
         self.irq_check = self.vmm.irq_check = self.env.scoreboard.irq_check
         self.irq_hw: dict[str, int] | None = None
+        self.link_hw: dict[str, dict[str, int]] | None = None
+        self.link: SystemLink | None = None
+        self.vmm.allow_rollback = bool(self.knobs.allow_rollback)
         self.spoof_attempts = 0
 
     async def cycles(self, n: int) -> None:
@@ -145,12 +150,34 @@ class SystemScenario(SystemTestBase):
         check_plan(steps, config)
         return steps
 
-    async def scenario(self):
-        knobs, config = self.knobs, self.config
+    async def start(self):
+        """Clock, the link's wires (closed here, faulty or not, seeded from the scenario
+        seed), reset, the BFM and the identification checks."""
         cocotb.start_soon(Clock(self.dut.clk, CLOCK_NS, unit="ns").start())
+        self.link = SystemLink(self.dut, self.knobs.link_faults(), seed=self.knobs.seed,
+                               log=self.logger)
+        self.link.start()
         await self.bfm.reset()
         self.bfm.start()
         await self.check_identity()
+
+    async def finish(self, gen: TrafficGenerator):
+        """Read every image back, check where the VFs run, collect the remapper's fault
+        records and counters and the link's counters."""
+        config = self.config
+        for vf in range(config.n_vfs):
+            await RequestListSeq(f"readback_{vf}", gen.readback(vf)).start(self.seqr)
+        await self.drain("image read-back")
+        await self.check_final_states()
+        await self.cycles(200)  # interrupts still pending somewhere come out
+        left = await self.vmm.pop_faults()
+        self.vmm.expect(not left, f"fault records after the spoof phase: {left}")
+        self.irq_hw = await self.vmm.irq_counters()
+        self.link_hw = await self.vmm.link_counters()
+
+    async def scenario(self):
+        knobs, config = self.knobs, self.config
+        await self.start()
         steps = self.steps = self.plan()
         heavy = (tuple(int(v) for v in knobs.heavy_vfs.split(",")) if knobs.heavy_vfs
                  else heavy_vfs(config))
@@ -168,7 +195,14 @@ class SystemScenario(SystemTestBase):
         traffic = self.traffic = RandomTrafficSeq("traffic", gen)
         traffic_task = cocotb.start_soon(traffic.start(self.seqr))
         await self.cycles(knobs.warmup_cycles)
+        number = {id(step): i for i, step in enumerate(steps)}
+        downs = knobs.step_link_downs()
         for group in plan_groups(steps):
+            for step in group:
+                if number[id(step)] in downs:
+                    self.progress(f"link down for {downs[number[id(step)]]} cycles as step "
+                                  f"{number[id(step)]} ({step}) starts")
+                    self.link.link_down(downs[number[id(step)]])
             for task in [cocotb.start_soon(self.run_step(step)) for step in group]:
                 await task
             await self.cycles(knobs.gap_cycles)
@@ -177,14 +211,7 @@ class SystemScenario(SystemTestBase):
         await self.drain("traffic")
         self.progress(f"traffic stopped after {self.sb.totals.requests} requests; "
                       f"reading back {config.n_vfs} images")
-        for vf in range(config.n_vfs):
-            await RequestListSeq(f"readback_{vf}", gen.readback(vf)).start(self.seqr)
-        await self.drain("image read-back")
-        await self.check_final_states()
-        await self.cycles(200)  # interrupts still pending somewhere come out
-        left = await self.vmm.pop_faults()
-        self.vmm.expect(not left, f"fault records after the spoof phase: {left}")
-        self.irq_hw = await self.vmm.irq_counters()
+        await self.finish(gen)
 
     async def run_step(self, step) -> None:
         masked = self.knobs.irte_mask and step.mode != "invalid"
@@ -308,6 +335,14 @@ class SystemScenario(SystemTestBase):
         migrations = [r.report() for r in vmm.records]
         problems = list(vmm.problems) + ([self.failure] if self.failure else [])
         problems += self.irq_problems(irq, totals)
+        link = link_summary(self.link_hw) if self.link_hw else None
+        if self.link_hw is None:
+            problems.append("the link counters were never read (the scenario stopped early)")
+        else:
+            overflows = sum(port["rx_overflows"] for port in self.link_hw.values())
+            if overflows:
+                problems.append(f"link: {overflows} receive-buffer overflows (credit "
+                                f"violations)")
         passed = sb.ok() and not problems
         report = {
             "config": {**config.to_dict(), "seed": knobs.seed, "sim": knobs.sim},
@@ -316,6 +351,12 @@ class SystemScenario(SystemTestBase):
             "totals": {**totals.to_dict(), **asdict(irq), "spoof_attempts": self.spoof_attempts,
                        "vmm_problems": len(problems)},
             "interrupts": sb.irq_summary(),
+            "link": link,
+            "link_ports": self.link_hw,
+            "link_faults": {"config": {k: getattr(knobs, k) for k in (
+                                "ber", "burst_rate", "drop_rate", "dup_rate", "delay_rate",
+                                "link_down", "link_down_step")},
+                            "injected": self.link.injected() if self.link else None},
             "cycles": self.bfm.cycles,
             "request_stall_cycles": self.bfm.stall_cycles,
             "wall_seconds": round(time.monotonic() - self.wall_start, 1),
@@ -328,7 +369,8 @@ class SystemScenario(SystemTestBase):
             Path(knobs.report).write_text(json.dumps(report, indent=2) + "\n")
         self.progress(f"done: {self.bfm.cycles} cycles, {totals.requests} requests, "
                       f"{totals.responses_checked} responses checked, {totals.mismatches} "
-                      f"mismatches, {totals.lost} lost, {len(problems)} VMM problems")
+                      f"mismatches, {totals.lost} lost, {len(problems)} VMM problems; "
+                      f"link {link}")
         for text in problems:
             self.logger.error(text)
         assert passed, (f"system scenario failed (seed {knobs.seed}): "
@@ -343,10 +385,7 @@ class ClosedLoopScenario(SystemScenario):
 
     async def scenario(self):
         knobs, config = self.knobs, self.config
-        cocotb.start_soon(Clock(self.dut.clk, CLOCK_NS, unit="ns").start())
-        await self.bfm.reset()
-        self.bfm.start()
-        await self.check_identity()
+        await self.start()
         gen = TrafficGenerator(config.layout, config.n_vfs, config.tag_bits,
                                random.Random(self.rng.getrandbits(32)), error_prob=0.0)
         policy_name, policy = make_rtl_policy(knobs.policy, config, knobs.window,
@@ -368,14 +407,7 @@ class ClosedLoopScenario(SystemScenario):
         self.progress(f"workload done after {self.sb.totals.requests} requests: mean latency "
                       f"{m['mean_latency']}, p99 {m['p99_latency']} cycles, {m['migrations']} "
                       f"migrations, {m['thrash']} thrash; reading back {config.n_vfs} images")
-        for vf in range(config.n_vfs):
-            await RequestListSeq(f"readback_{vf}", gen.readback(vf)).start(self.seqr)
-        await self.drain("image read-back")
-        await self.check_final_states()
-        await self.cycles(200)
-        left = await self.vmm.pop_faults()
-        self.vmm.expect(not left, f"fault records after the spoof phase: {left}")
-        self.irq_hw = await self.vmm.irq_counters()
+        await self.finish(gen)
 
     def plan(self):
         return []

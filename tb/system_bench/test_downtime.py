@@ -33,6 +33,7 @@ from model.config import Device
 from model.state import Op
 from tb.bench_downtime import Knobs
 from tb.common.streams import StreamDriver, StreamMonitor
+from tb.system.link import SystemLink
 from tb.system.vmm import CLOCK_NS, MigrationStep, Vmm, control_bus
 
 VF = 0
@@ -153,6 +154,7 @@ async def measure(dut, mode: str) -> None:
         dut.irq__ready.value = 1
         bus = control_bus(dut)
         cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
+        SystemLink(dut, seed=knobs.seed, log=log).start()   # the link's wires, no faults
         await reset_and_wait_for_clear(dut, config)
         rng = random.Random(knobs.seed)  # the same traffic for both modes
         traffic = WriteTraffic(dut, config, random.Random(rng.getrandbits(32)),
