@@ -416,16 +416,16 @@ class MigEngine(wiring.Component):
                     m.d.sync += timer.eq(0)
                     m.next = "WAIT_COMMIT_ACK"
             with m.State("WAIT_COMMIT_ACK"):
+                # No timeout here: once COMMIT is sent the target decides (it may already
+                # serve the VF), and rolling back on silence would leave the VF running on
+                # both devices. The link delivers COMMIT and its answer once it is up again;
+                # until then the VF's requests wait at the router (consistency first).
                 m.d.comb += walker_busy.eq(1)
-                m.d.sync += timer.eq(timer + 1)
                 with m.If(ev_commit_ack):
                     finish(committed=1)
                     m.d.sync += [here[wvf].eq(0), present[wvf].eq(0)]
                     m.next = "IDLE"
                 with m.Elif(remote_abort):
-                    m.next = "ROLLBACK"
-                with m.Elif(timer == cfg.timeout_cycles):
-                    m.d.sync += [remote_abort.eq(1), remote_reason.eq(Reason.TIMEOUT)]
                     m.next = "ROLLBACK"
 
             with m.State("ROLLBACK"):

@@ -295,3 +295,16 @@ def test_rtl_and_fastsim_agree_on_a_short_trace(sim, tmp_path):
     print("RTL", report["policy"], "fastsim", fast.summary())
     assert len(fast.moves) >= 2   # the trace makes the policy act more than once
     assert compare(report, fast, window) == []
+
+
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_link_down_during_the_commit_handshake_commits_late(sim, tmp_path):
+    """The link goes down for longer than the handshake timeout just as the VMM commits:
+    the source may not roll back on silence (the target may already serve the VF), so the
+    move ends committed once the link is back, with the VF running only at the target and
+    its image intact; its requests waited meanwhile."""
+    report = _link_run(sim, tmp_path, "0:pre,0:stop", link_down_commit="1:10000")
+    assert _moves(report) == [(0, "host", "offload", "committed"),
+                              (0, "offload", "host", "committed")]
+    assert report["migrations"][1]["total_cycles"] > 10_000
+    assert report["link_faults"]["injected"]["down_lost"] > 0

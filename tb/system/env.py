@@ -93,6 +93,7 @@ class Knobs:
     delay_rate: float = 0.0      # flits that stall the wire for 1..8 cycles
     link_down: str = ""          # "START:CYCLES,...": both wires down (cycles from the start)
     link_down_step: str = ""     # "STEP:CYCLES,...": both wires down as plan step STEP starts
+    link_down_commit: str = ""   # "STEP:CYCLES,...": both wires down as step STEP commits
     allow_rollback: int = 0      # 1: a move may end rolled back (heavy faults: timeouts)
     report: str = ""             # where to write the JSON report
     progress: str = ""           # file to append progress lines to (the CLI tails it)
@@ -117,10 +118,10 @@ class Knobs:
         return link_faults(self.ber, self.burst_rate, self.drop_rate, self.dup_rate,
                            self.delay_rate, self.link_down)
 
-    def step_link_downs(self) -> dict[int, int]:
-        """``link_down_step`` as {plan step index: cycles}."""
+    def step_link_downs(self, commit: bool = False) -> dict[int, int]:
+        """``link_down_step`` (or ``link_down_commit``) as {plan step index: cycles}."""
         from .link import parse_windows
-        return dict(parse_windows(self.link_down_step))
+        return dict(parse_windows(self.link_down_commit if commit else self.link_down_step))
 
 
 LINK_SUMMARY = {"flits": ("tx_flits",), "packets": ("tx_packets",),

@@ -197,6 +197,15 @@ class SystemScenario(SystemTestBase):
         await self.cycles(knobs.warmup_cycles)
         number = {id(step): i for i, step in enumerate(steps)}
         downs = knobs.step_link_downs()
+        commit_downs = knobs.step_link_downs(commit=True)
+
+        def before_commit(step):
+            cycles = commit_downs.get(number.get(id(step)))
+            if cycles:
+                self.progress(f"link down for {cycles} cycles as step {number[id(step)]} "
+                              f"({step}) commits")
+                self.link.link_down(cycles)
+        self.vmm.before_commit = before_commit
         for group in plan_groups(steps):
             for step in group:
                 if number[id(step)] in downs:
@@ -355,7 +364,7 @@ class SystemScenario(SystemTestBase):
             "link_ports": self.link_hw,
             "link_faults": {"config": {k: getattr(knobs, k) for k in (
                                 "ber", "burst_rate", "drop_rate", "dup_rate", "delay_rate",
-                                "link_down", "link_down_step")},
+                                "link_down", "link_down_step", "link_down_commit")},
                             "injected": self.link.injected() if self.link else None},
             "cycles": self.bfm.cycles,
             "request_stall_cycles": self.bfm.stall_cycles,

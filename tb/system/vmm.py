@@ -299,6 +299,7 @@ class Vmm:
     problems: list[str] = field(default_factory=list)
     records: list[MigrationRecord] = field(default_factory=list)
     irq_check: object = None         # tb.system.irq_check.SystemIrqCheck, when present
+    before_commit: object = None     # callable(step), just before CONTROL.COMMIT is written
     allow_rollback: bool = False     # link faults: a move may end rolled back (not a problem)
 
     def __post_init__(self):
@@ -498,6 +499,8 @@ class Vmm:
             return await self._refused(rec, status, loc, start, "STOP")
         self.expect(status.ready, f"VF {vf}: STATUS.ready_to_commit is 0 in STOP after "
                                   f"STOP_COPY (STATUS {status})")
+        if self.before_commit:
+            self.before_commit(step)
         await self.write(vf, "CONTROL", 1 << CONTROL_COMMIT)
 
         waited = 0
