@@ -170,17 +170,10 @@ def write_svg(path: Path, summary: dict[str, dict], results: dict[str, SimResult
     path.write_text("\n".join(parts) + "\n")
 
 
-def write_plot(out_dir: Path, summary: dict[str, dict], results: dict[str, SimResult],
-               slots: int, title: str) -> Path:
-    """policy.png with matplotlib if it is installed, else policy.svg written by hand."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        path = out_dir / "policy.svg"
-        write_svg(path, summary, results, slots, title)
-        return path
+def policy_figure(plt, summary: dict[str, dict]):
+    """A figure with one bar chart per figure of merit (p99, mean latency, migrations) on
+    top and a wide axis below for a placements timeline; returns (figure, timeline axis,
+    policy names, their colours)."""
     fig, axes = plt.subplots(2, 3, figsize=(13, 7))
     names = list(summary)
     colours = [COLOURS.get(n, "#2ca02c") for n in names]
@@ -192,7 +185,21 @@ def write_plot(out_dir: Path, summary: dict[str, dict], results: dict[str, SimRe
     gs = axes[1, 0].get_gridspec()
     for ax in axes[1]:
         ax.remove()
-    ax = fig.add_subplot(gs[1, :])
+    return fig, fig.add_subplot(gs[1, :]), names, colours
+
+
+def write_plot(out_dir: Path, summary: dict[str, dict], results: dict[str, SimResult],
+               slots: int, title: str) -> Path:
+    """policy.png with matplotlib if it is installed, else policy.svg written by hand."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        path = out_dir / "policy.svg"
+        write_svg(path, summary, results, slots, title)
+        return path
+    fig, ax, names, colours = policy_figure(plt, summary)
     for n, c in zip(names, colours, strict=True):
         ax.plot([p[0] for p in results[n].placements], [p[2] for p in results[n].placements],
                 color=c, label=n)

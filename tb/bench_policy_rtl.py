@@ -29,12 +29,12 @@ import sys
 import time
 from pathlib import Path
 
+from tb.bench_policy import policy_figure
 from tb.common.runner import BUILD, SimulatorError, check_simulator, default_simulator
 from tb.system.env import Knobs
 from tb.system.sim import make_config, run_system
 
 POLICIES = {"static_host": "static", "seed": "seed", "vfmanager": "vfmanager"}
-COLOURS = {"static_host": "#7f7f7f", "seed": "#d62728", "vfmanager": "#2ca02c"}
 
 
 def target_failures(summary: dict[str, dict]) -> list[str]:
@@ -57,18 +57,7 @@ def write_plot(path: Path, summary: dict[str, dict], runs: dict[str, dict], titl
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
-    names = list(summary)
-    colours = [COLOURS[n] for n in names]
-    for ax, key, label in zip(axes[0], ("p99_latency", "mean_latency", "migrations"),
-                              ("p99 latency (cycles)", "mean latency (cycles)", "migrations"),
-                              strict=True):
-        ax.bar(names, [summary[n][key] for n in names], color=colours)
-        ax.set_title(label)
-    gs = axes[1, 0].get_gridspec()
-    for ax in axes[1]:
-        ax.remove()
-    ax = fig.add_subplot(gs[1, :])
+    fig, ax, names, colours = policy_figure(plt, summary)
     for name, colour in zip(names, colours, strict=True):
         on_offload, xs, ys = set(), [0], [0]
         for p in sorted(runs[name]["placements"], key=lambda p: p["cycle"]):
