@@ -37,13 +37,13 @@ from cocotbext.axi.axil_channels import (
 )
 from pyuvm import (
     ConfigDB,
-    uvm_agent,
     uvm_analysis_port,
     uvm_component,
     uvm_driver,
     uvm_sequence_item,
-    uvm_sequencer,
 )
+
+from tb.common.uvm import SequencedAgent
 
 __all__ = ["AxilResp", "AxilAccess", "AxilMaster", "AxilCsrBus", "AxilItem", "AxilDriver",
            "AxilMonitor", "AxilAgent", "CONFIG_KEY"]
@@ -235,13 +235,8 @@ class AxilMonitor(uvm_component):
         master.callback = publish
 
 
-class AxilAgent(uvm_agent):
+class AxilAgent(SequencedAgent):
     """Sequencer + driver + monitor for one AXI4-Lite master port."""
 
-    def build_phase(self):
-        self.seqr = uvm_sequencer("seqr", self)
-        self.driver = AxilDriver("driver", self)
-        self.monitor = AxilMonitor("monitor", self)
-
-    def connect_phase(self):
-        self.driver.seq_item_port.connect(self.seqr.seq_item_export)
+    DRIVER = AxilDriver
+    MONITOR = AxilMonitor

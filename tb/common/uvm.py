@@ -2,7 +2,7 @@
 
 from collections import Counter
 
-from pyuvm import ConfigDB, uvm_driver
+from pyuvm import ConfigDB, uvm_agent, uvm_driver, uvm_sequencer
 
 
 class BfmDriver(uvm_driver):
@@ -21,6 +21,24 @@ class BfmDriver(uvm_driver):
 
     async def drive(self, item):
         raise NotImplementedError(f"{type(self).__name__} must define drive(item)")
+
+
+class SequencedAgent(uvm_agent):
+    """An active agent: a sequencer feeding a ``DRIVER``, and a ``MONITOR`` when the
+    subclass names one (``self.seqr``, ``self.driver``, ``self.monitor``)."""
+
+    DRIVER: type | None = None
+    MONITOR: type | None = None
+
+    def build_phase(self):
+        super().build_phase()
+        self.seqr = uvm_sequencer("seqr", self)
+        self.driver = self.DRIVER("driver", self)
+        if self.MONITOR is not None:
+            self.monitor = self.MONITOR("monitor", self)
+
+    def connect_phase(self):
+        self.driver.seq_item_port.connect(self.seqr.seq_item_export)
 
 
 class PlannedCoverage:

@@ -35,20 +35,18 @@ from cocotb.clock import Clock
 from cocotb.triggers import Event, ReadOnly, RisingEdge, Timer
 from pyuvm import (
     ConfigDB,
-    uvm_agent,
     uvm_analysis_port,
     uvm_env,
     uvm_monitor,
     uvm_scoreboard,
     uvm_sequence,
     uvm_sequence_item,
-    uvm_sequencer,
     uvm_subscriber,
     uvm_test,
 )
 
 from model.irq_remap import RemapCommand, RemapEntry, RemapOp, ValidationMode
-from tb.common.uvm import BfmDriver
+from tb.common.uvm import BfmDriver, SequencedAgent
 
 from . import (
     ENV_KNOBS,
@@ -262,15 +260,9 @@ class RaiseMonitor(uvm_monitor):
         self.bfm.on_raise = lambda cycle, ev: self.ap.write((cycle, ev))
 
 
-class RaiseAgent(uvm_agent):
-    def build_phase(self):
-        super().build_phase()
-        self.seqr = uvm_sequencer("seqr", self)
-        self.driver = RaiseDriver("driver", self)
-        self.monitor = RaiseMonitor("monitor", self)
-
-    def connect_phase(self):
-        self.driver.seq_item_port.connect(self.seqr.seq_item_export)
+class RaiseAgent(SequencedAgent):
+    DRIVER = RaiseDriver
+    MONITOR = RaiseMonitor
 
 
 class ControlDriver(BfmDriver):
@@ -292,15 +284,9 @@ class ControlMonitor(uvm_monitor):
             (cycle, entry, pending))
 
 
-class ControlAgent(uvm_agent):
-    def build_phase(self):
-        super().build_phase()
-        self.seqr = uvm_sequencer("seqr", self)
-        self.driver = ControlDriver("driver", self)
-        self.monitor = ControlMonitor("monitor", self)
-
-    def connect_phase(self):
-        self.driver.seq_item_port.connect(self.seqr.seq_item_export)
+class ControlAgent(SequencedAgent):
+    DRIVER = ControlDriver
+    MONITOR = ControlMonitor
 
 
 class DeliveryMonitor(uvm_monitor):

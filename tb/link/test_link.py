@@ -38,7 +38,6 @@ from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 from pyuvm import (
     ConfigDB,
-    uvm_agent,
     uvm_analysis_port,
     uvm_component,
     uvm_driver,
@@ -48,7 +47,6 @@ from pyuvm import (
     uvm_scoreboard,
     uvm_sequence,
     uvm_sequence_item,
-    uvm_sequencer,
     uvm_subscriber,
     uvm_test,
 )
@@ -63,7 +61,7 @@ from model.link import (
     TrafficClass,
 )
 from model.protocol import Message, MsgType
-from tb.common.uvm import PlannedCoverage
+from tb.common.uvm import PlannedCoverage, SequencedAgent
 from tb.link import PORTS, config_from_env
 
 CLOCK_NS = 10
@@ -297,13 +295,8 @@ class MessageDriver(uvm_driver):
             self.seq_item_port.item_done()
 
 
-class MessageAgent(uvm_agent):
-    def build_phase(self):
-        self.seqr = uvm_sequencer("seqr", self)
-        self.driver = MessageDriver("driver", self)
-
-    def connect_phase(self):
-        self.driver.seq_item_port.connect(self.seqr.seq_item_export)
+class MessageAgent(SequencedAgent):
+    DRIVER = MessageDriver
 
 
 class LinkFaultAgent(uvm_component):

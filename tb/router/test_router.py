@@ -28,20 +28,18 @@ from cocotb.clock import Clock
 from cocotb.triggers import Event, ReadOnly, RisingEdge, with_timeout
 from pyuvm import (
     ConfigDB,
-    uvm_agent,
     uvm_analysis_port,
     uvm_env,
     uvm_monitor,
     uvm_scoreboard,
     uvm_sequence,
     uvm_sequence_item,
-    uvm_sequencer,
     uvm_subscriber,
     uvm_test,
 )
 
 from model.router import GoldenRouter, RouterCommand, RouterOp, RouterRequest, RouterTable
-from tb.common.uvm import BfmDriver, PlannedCoverage
+from tb.common.uvm import BfmDriver, PlannedCoverage, SequencedAgent
 from tb.router import RouterConfig
 from tb.router.bench import (
     SETTLE,
@@ -230,22 +228,12 @@ class ControlDriver(BfmDriver):
         self.bfm.bench.commands.append((item.cycle, item.cmd))
 
 
-class RequestAgent(uvm_agent):
-    def build_phase(self):
-        self.seqr = uvm_sequencer("seqr", self)
-        self.driver = RequestDriver("driver", self)
-
-    def connect_phase(self):
-        self.driver.seq_item_port.connect(self.seqr.seq_item_export)
+class RequestAgent(SequencedAgent):
+    DRIVER = RequestDriver
 
 
-class ControlAgent(uvm_agent):
-    def build_phase(self):
-        self.seqr = uvm_sequencer("seqr", self)
-        self.driver = ControlDriver("driver", self)
-
-    def connect_phase(self):
-        self.driver.seq_item_port.connect(self.seqr.seq_item_export)
+class ControlAgent(SequencedAgent):
+    DRIVER = ControlDriver
 
 
 class RouterMonitor(uvm_monitor):

@@ -25,7 +25,6 @@ from dataclasses import asdict, dataclass, fields
 from cocotb.triggers import Event, ReadOnly, RisingEdge
 from pyuvm import (
     ConfigDB,
-    uvm_agent,
     uvm_analysis_port,
     uvm_component,
     uvm_env,
@@ -33,7 +32,6 @@ from pyuvm import (
     uvm_scoreboard,
     uvm_sequence,
     uvm_sequence_item,
-    uvm_sequencer,
     uvm_subscriber,
 )
 
@@ -42,7 +40,7 @@ from model.config import SystemConfig
 from model.state import ImageLayout
 from model.vfio import MigrationFlags
 from tb.common.streams import pack, unpack
-from tb.common.uvm import BfmDriver
+from tb.common.uvm import BfmDriver, SequencedAgent
 
 from .irq_check import SystemIrqCheck
 from .traffic import Scoreboard, TrafficGenerator, VmInterrupt, VmRequest, VmResponse
@@ -329,15 +327,9 @@ class VmMonitor(uvm_monitor):
         self.bfm.on_interrupt = self.irq_ap.write
 
 
-class VmTrafficAgent(uvm_agent):
-    def build_phase(self):
-        super().build_phase()
-        self.seqr = uvm_sequencer("seqr", self)
-        self.driver = VmDriver("driver", self)
-        self.monitor = VmMonitor("monitor", self)
-
-    def connect_phase(self):
-        self.driver.seq_item_port.connect(self.seqr.seq_item_export)
+class VmTrafficAgent(SequencedAgent):
+    DRIVER = VmDriver
+    MONITOR = VmMonitor
 
 
 class VmmAgent(uvm_component):
