@@ -92,7 +92,7 @@ sim: $(STAMP)
 
 test: $(STAMP)
 	@$(if $(filter file,$(origin SIM)),true,$(CHECK_SIM))
-	$(PY) -m pytest -n 2 $(if $(filter file,$(origin SIM)),,--sim $(SIM)) $(PYTEST_ARGS) tests
+	$(PY) -m pytest -n 2 $(if $(filter file,$(origin SIM)),,--sim $(SIM)) $(PYTEST_ARGS) tests tb
 
 verilog: $(STAMP)
 	$(PY) -m hdl.generate --out $(VERILOG_DIR)

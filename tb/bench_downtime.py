@@ -10,7 +10,7 @@ total cycles the VMM saw; they are recorded, never asserted by the cocotb test.
 
 This module holds the pure-Python side (sizes, configuration, the JSON document, the
 target check, the table) and ``run_point``, which builds and runs one size.  Nothing here
-imports cocotb, so the pure parts are tested without a simulator (tests/test_bench.py).
+imports cocotb, so the pure parts are tested without a simulator (tests/tb/test_bench.py).
 """
 
 from __future__ import annotations

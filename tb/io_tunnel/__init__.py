@@ -155,6 +155,6 @@ def config_from_env() -> tuple[str, dict]:
     text = os.environ.get(ENV_VAR)
     if text is None:
         raise RuntimeError(f"{ENV_VAR} is not set: run the bench through "
-                           f"tests/test_cocotb_io_tunnel.py")
+                           f"tb/io_tunnel/test_io_tunnel.py")
     doc = json.loads(text)
     return doc.pop("name"), doc

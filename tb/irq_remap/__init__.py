@@ -16,7 +16,7 @@
   drain, RETARGET, RELEASE), not-present entries, READs, invalid commands, and a final
   unmask-and-release so that every pending interrupt must come out.
 - ``PortBench``: the whole bench at cycle level (drive inputs, then ``edge`` with the
-  outputs sampled before the clock edge); tests/test_irq_remap.py runs it in amaranth.sim.
+  outputs sampled before the clock edge); tests/hdl/test_irq_remap.py runs it in amaranth.sim.
   The cocotb/pyuvm bench (tb/irq_remap/test_irq_remap.py) reuses scoreboard, traffic and
   script with its own agents.
 

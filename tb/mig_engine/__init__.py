@@ -1,7 +1,7 @@
 """cocotb bench of the migration engines (hdl/mig_engine.py) on the system top.
 
 The elaboration parameters live here, shared by the pytest entry
-(tests/test_cocotb_mig_engine.py, which builds one System per configuration) and the cocotb
+(tb/mig_engine/test_mig_engine.py, which builds one System per configuration) and the cocotb
 tests (which read the configuration back from ``MIG_ENGINE_CONFIG``).  Each capability flag
 set is its own configuration, so its own Verilog and build.
 """
@@ -41,7 +41,7 @@ def from_env() -> SystemConfig:
     text = os.environ.get(ENV_VAR)
     if not text:
         raise RuntimeError(f"{ENV_VAR} is not set: run these tests through "
-                           f"tests/test_cocotb_mig_engine.py")
+                           f"tb/mig_engine/test_mig_engine.py")
     d = json.loads(text)
     d["layout"] = ImageLayout(**d["layout"])
     d["flags"] = MigrationFlags(d["flags"])

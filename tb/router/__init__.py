@@ -54,7 +54,7 @@ class RouterConfig:
         text = os.environ.get(ENV_VAR)
         if text is None:
             raise RuntimeError(f"{ENV_VAR} is not set: run the bench through "
-                               f"tests/test_cocotb_router.py")
+                               f"tb/router/test_router.py")
         return cls(**json.loads(text))
 
 

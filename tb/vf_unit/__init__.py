@@ -1,5 +1,5 @@
 """cocotb bench of hdl/vf_unit.py: the elaboration parameters shared by the pytest entry
-(tests/test_cocotb_vf_unit.py, which builds the Verilog) and the cocotb tests (which read them
+(tb/vf_unit/test_vf_unit.py, which builds the Verilog) and the cocotb tests (which read them
 back from the environment)."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class VFUnitConfig:
         text = os.environ.get(ENV_VAR)
         if text is None:
             raise RuntimeError(f"{ENV_VAR} is not set: run the bench through "
-                               f"tests/test_cocotb_vf_unit.py")
+                               f"tb/vf_unit/test_vf_unit.py")
         return cls(**json.loads(text))
 
 

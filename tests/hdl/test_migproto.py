@@ -39,7 +39,7 @@ from model.protocol_vectors import (
     build_document,
     render,
 )
-from tests.simutil import run_sim
+from tests.hdl.simutil import run_sim
 
 SEED = 20240604
 

@@ -33,7 +33,7 @@ from model.io_message import (
 from model.link import FaultConfig, Flit
 from tb.common.link_fault import FaultyChannel, derive_seeds
 from tb.io_tunnel import TUNNEL_CONFIGS, WIRES, TunnelPair, record_layouts
-from tests.simutil import run_sim
+from tests.hdl.simutil import run_sim
 
 # Wire faults of the link configuration when the profile also stalls the link.
 LINK_FAULTS = FaultConfig(ber=1e-5, burst_rate=2e-3, drop_rate=3e-3, dup_rate=3e-3,

@@ -13,7 +13,7 @@ import random
 import pytest
 
 from hdl.packet_arbiter import PacketArbiter
-from tests.simutil import run_sim
+from tests.hdl.simutil import run_sim
 
 
 def beat_word(source: int, packet: int, beat: int) -> int:

@@ -11,7 +11,7 @@ import pytest
 
 from tb.common.runner import SIMULATORS, SimulatorError, check_simulator, simulator_available
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_unknown_simulator_is_one_line_naming_the_choices():

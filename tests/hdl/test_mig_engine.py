@@ -43,8 +43,8 @@ from model.regmap import (
 from model.state import GoldenVF, ImageLayout, Op, image_digest, zero_image_digest
 from model.vfio import DeviceState, MigrationFlags, path
 from tb.mig_engine.harness import EngineHarness
-from tests.simutil import run_sim, stream_put
-from tests.system_link import close_link
+from tests.hdl.simutil import run_sim, stream_put
+from tests.hdl.system_link import close_link
 
 S = DeviceState
 LAYOUT = ImageLayout(csr_words=4, msix_vectors=2, mem_words=32, block_words=8)

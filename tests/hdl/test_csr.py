@@ -19,7 +19,7 @@ from amaranth.lib.wiring import In
 
 from hdl.csr import AxiLiteSlave, AxiResp, axil_signature, reg_bus_signature, regmap_mapped
 from model.regmap import ADDR_BITS, GLOBAL, VF, VF_BASE, VF_STRIDE, vf_reg
-from tests.simutil import run_sim
+from tests.hdl.simutil import run_sim
 
 # The register file of these tests: a few words anywhere in the address space.
 MAPPED = (0x000, 0x004, 0x010, 0x100, 0x104, 0x140, 0x7FFC)

@@ -21,7 +21,7 @@ from model.regmap import (
     vf_reg,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("regs", [GLOBAL_REGS, VF_REGS], ids=["global", "vf"])

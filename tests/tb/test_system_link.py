@@ -1,6 +1,6 @@
 """The link integration's pure parts: System's fault parameter, the link knobs and report
 figures of the system bench (tb/system/link.py, env.py), the ``reject`` plan mode and the
-link registers (model/regmap.py). The link under faults runs in tests/test_cocotb_system.py."""
+link registers (model/regmap.py). The link under faults runs in tb/system/test_system.py."""
 
 from __future__ import annotations
 

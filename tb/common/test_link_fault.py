@@ -151,7 +151,7 @@ def test_agent_closes_a_link(sim: str) -> None:
     if not simulator_available(sim):
         pytest.skip(f"{sim} is not installed")
     print(f"cocotb link-fault agent test on {sim}, COCOTB_RANDOM_SEED={SEED}")
-    run_tests(sim, "link_default", lambda: link_pair("default"), "tests.test_link_fault",
+    run_tests(sim, "link_default", lambda: link_pair("default"), "tb.common.test_link_fault",
               parameters=LINK_CONFIGS["default"], extra_env=config_env("default"), seed=SEED,
               results_name="link_fault_results.xml")
 

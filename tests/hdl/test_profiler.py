@@ -34,7 +34,7 @@ from tb.profiler import (
     reference_windows,
     schedule_reads,
 )
-from tests.simutil import run_sim
+from tests.hdl.simutil import run_sim
 
 
 def simulate(p: ProfilerParams, plan: Plan) -> list[int]:

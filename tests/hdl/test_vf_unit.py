@@ -11,7 +11,7 @@ from amaranth.sim import Simulator
 from hdl.vf_unit import VFUnit, word_hash
 from model.state import MSIX_ADDR_LO, MSIX_CTRL, MSIX_DATA, GoldenVF, ImageLayout, Op, image_digest
 from model.state import word_hash as model_word_hash
-from tests.simutil import stream_get, stream_put
+from tests.hdl.simutil import stream_get, stream_put
 
 LAYOUT = ImageLayout(csr_words=4, msix_vectors=4, mem_words=64, block_words=8)
 N_SLOTS = 3
