@@ -110,9 +110,9 @@ lint: verilog
 bench: $(STAMP)
 	@$(CHECK_SIM)
 	SIM=$(SIM) $(PY) -m tb.bench
-	$(PY) -m tb.bench_link --sim $(SIM)
-	$(PY) -m tb.bench_policy_rtl --sim $(SIM)
-	$(PY) -m tb.bench_policy
+	$(PY) -m tb.bench.link --sim $(SIM)
+	$(PY) -m tb.bench.policy_rtl --sim $(SIM)
+	$(PY) -m tb.bench.policy
 
 docs: $(STAMP)
 	$(PY) -c 'from model.regmap import markdown; open("docs/regmap.md", "w").write(markdown())'

@@ -18,7 +18,7 @@ The environment (``RemapEnv``):
 
 All per-cycle port work runs in one coroutine (``RemapBfm``); agents exchange whole
 transactions with it. ``bench_irq`` (plain cocotb) measures latency and throughput for
-tb/bench_irq.py. Seeds: ``COCOTB_RANDOM_SEED`` (logged) derives every generator's seed.
+tb/bench/irq.py. Seeds: ``COCOTB_RANDOM_SEED`` (logged) derives every generator's seed.
 """
 
 from __future__ import annotations

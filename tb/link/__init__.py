@@ -80,7 +80,7 @@ def config_from_env() -> tuple[str, LinkParams]:
     text = os.environ.get(ENV_VAR)
     if text is None:
         raise RuntimeError(f"{ENV_VAR} is not set: run the link bench through "
-                           f"tb/link/test_link.py or python -m tb.bench_link")
+                           f"tb/link/test_link.py or python -m tb.bench.link")
     doc = json.loads(text)
     return doc["name"], LinkParams(**doc["params"])
 

@@ -1,6 +1,6 @@
 """cocotb + pyuvm tests of hdl/link.py on the generated Verilog of ``tb.link.LinkPair``.
 
-Run through tb/link/test_link.py (or ``python -m tb.bench_link`` for the goodput
+Run through tb/link/test_link.py (or ``python -m tb.bench.link`` for the goodput
 figures), which builds the configuration named in ``LINK_CONFIG``. Every test derives its
 seed from ``COCOTB_RANDOM_SEED`` and its name, logs it, and a failure is reproduced by
 running that test alone with the same ``COCOTB_RANDOM_SEED`` (``LINK_SEED=<seed>

@@ -1,4 +1,4 @@
-"""The transaction-level simulator (model/fastsim.py) and the policy bench (tb/bench_policy)."""
+"""The transaction-level simulator (model/fastsim.py) and the policy bench (tb/bench/policy.py)."""
 
 from __future__ import annotations
 
@@ -221,7 +221,7 @@ def test_config_from_system_and_mismatch():
 
 # ---------------------------------------------------------------- the bench script
 def test_bench_policy_writes_policy_json(tmp_path, capsys):
-    from tb import bench_policy
+    from tb.bench import policy as bench_policy
 
     (tmp_path / "policy.json").write_text(json.dumps({"rtl": {"kept": True}}))
     code = bench_policy.main(["--vfs", "64", "--cycles", "300000", "--no-timing",

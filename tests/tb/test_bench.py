@@ -1,4 +1,4 @@
-"""The pure-Python side of `make bench` (tb/bench.py, tb/bench_downtime.py): sizes, the
+"""The pure-Python side of `make bench` (tb/bench/main.py, tb/bench/downtime.py): sizes, the
 downtime.json document, the target check, and the command line's bad-input errors.
 No simulator runs here; `make bench` itself measures the figures."""
 
@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-import tb.bench as bench
+import tb.bench.main as bench
 from model.state import ImageLayout
-from tb.bench_downtime import (
+from tb.bench.downtime import (
     DEFAULT_SIZES,
     Knobs,
     bench_config,
@@ -223,13 +223,13 @@ def no_simulator(monkeypatch):
 
 
 def test_dma_figure_is_written_as_words_per_cycle(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "tb.bench_dma", _FakeDmaBench(0.984))
+    monkeypatch.setitem(sys.modules, "tb.bench.dma", _FakeDmaBench(0.984))
     assert bench.measure_dma("verilator", tmp_path) == 0.984
     assert json.loads((tmp_path / "dma.json").read_text())["words_per_cycle"] == 0.984
 
 
 def test_dma_bench_failure_is_reported(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "tb.bench_dma",
+    monkeypatch.setitem(sys.modules, "tb.bench.dma",
                         _FakeDmaBench(RuntimeError("DMA throughput bench failed on icarus")))
     with pytest.raises(bench.BenchRunError, match="^DMA throughput bench failed on icarus$"):
         bench.measure_dma("icarus", tmp_path)
@@ -238,7 +238,7 @@ def test_dma_bench_failure_is_reported(tmp_path, monkeypatch):
 
 def test_main_exits_1_with_the_reason_when_a_target_is_missed(tmp_path, monkeypatch, capsys,
                                                               no_simulator):
-    monkeypatch.setitem(sys.modules, "tb.bench_dma", _FakeDmaBench(0.5))
+    monkeypatch.setitem(sys.modules, "tb.bench.dma", _FakeDmaBench(0.5))
     code = bench.main(["--sim", "verilator", "--sizes", "256,16384", "--out", str(tmp_path)])
     err = capsys.readouterr().err.splitlines()
     assert code == 1
@@ -250,7 +250,7 @@ def test_main_exits_1_with_the_reason_when_a_target_is_missed(tmp_path, monkeypa
 
 
 def test_main_exits_0_when_every_target_is_met(tmp_path, monkeypatch, capsys, no_simulator):
-    monkeypatch.setitem(sys.modules, "tb.bench_dma", _FakeDmaBench(0.99))
+    monkeypatch.setitem(sys.modules, "tb.bench.dma", _FakeDmaBench(0.99))
     code = bench.main(["--sim", "verilator", "--sizes", "256,1024", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0 and "PASSED" in out

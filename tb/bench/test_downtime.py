@@ -1,4 +1,4 @@
-"""cocotb module of the downtime bench (``tb/bench_downtime.py``): one migration per test.
+"""cocotb module of the downtime bench (``tb/bench/downtime.py``): one migration per test.
 
 Both tests reset the system top, wait until the VF units have cleared their memories,
 start the same seeded write traffic on VF 0 (one WRITE to a random memory word every
@@ -31,7 +31,7 @@ from cocotb.triggers import RisingEdge, Timer, with_timeout
 from hdl.formats import system_request_layout, system_response_layout
 from model.config import Device
 from model.state import Op
-from tb.bench_downtime import Knobs
+from tb.bench.downtime import Knobs
 from tb.common.streams import StreamDriver, StreamMonitor
 from tb.system.link import SystemLink
 from tb.system.vmm import CLOCK_NS, MigrationStep, Vmm, control_bus

@@ -1,6 +1,6 @@
 """Policy benchmark in RTL: static_host vs. seed vs. vfmanager in the closed loop.
 
-    python -m tb.bench_policy_rtl [--sim verilator] [--seed 1] [--vfs 8] [--duration 150000]
+    python -m tb.bench.policy_rtl [--sim verilator] [--seed 1] [--vfs 8] [--duration 150000]
                                   [--window 5000] [--out build/bench]
 
 Runs ``make sim``'s closed loop (tb/system/closed_loop.py: the phase-changing workload, the
@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from tb.bench_policy import policy_figure
+from tb.bench.policy import policy_figure
 from tb.common.runner import BUILD, SimulatorError, check_simulator, default_simulator
 from tb.system.env import Knobs
 from tb.system.sim import make_config, run_system
@@ -79,7 +79,7 @@ def write_plot(path: Path, summary: dict[str, dict], runs: dict[str, dict], titl
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tb.bench_policy_rtl",
+    parser = argparse.ArgumentParser(prog="python -m tb.bench.policy_rtl",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--sim", default=default_simulator())
     parser.add_argument("--seed", type=int, default=1)

@@ -2,7 +2,7 @@
 
 ``measure_words_per_cycle(sim)`` streams 64 back-to-back 64-word read descriptors with no
 backpressure through ``DMAHarness`` and returns data words per cycle, counted from the first
-descriptor accepted to the last beat accepted. ``python -m tb.bench_dma [--sim SIM]`` writes
+descriptor accepted to the last beat accepted. ``python -m tb.bench.dma [--sim SIM]`` writes
 ``build/bench/dma.json``.
 """
 

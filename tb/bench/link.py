@@ -1,6 +1,6 @@
 """Link goodput and TC_IO latency, measured on the generated Verilog (``GoodputAtBer0``).
 
-    python -m tb.bench_link [--sim verilator|icarus] [--bers 0,1e-6,...] [--messages N]
+    python -m tb.bench.link [--sim verilator|icarus] [--bers 0,1e-6,...] [--messages N]
                             [--config default] [--seed N] [--out build/bench/link.json]
 
 Port a streams STATE_DATA messages of the default 64-word chunk (67 words) to port b on
@@ -78,7 +78,7 @@ def format_table(doc: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tb.bench_link",
+    parser = argparse.ArgumentParser(prog="python -m tb.bench.link",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--sim", default=default_simulator())
     parser.add_argument("--bers", default=",".join(f"{b:g}" for b in DEFAULT_BERS),

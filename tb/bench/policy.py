@@ -1,6 +1,6 @@
 """Policy benchmark in the fast simulator: static_host vs. seed vs. vfmanager.
 
-    python -m tb.bench_policy [--vfs 256] [--cycles 6000000] [--seed 1] [--window 20000]
+    python -m tb.bench.policy [--vfs 256] [--cycles 6000000] [--seed 1] [--window 20000]
                               [--offload-slots N] [--trace FILE] [--timing-vfs 1024]
                               [--timing-requests 1000000] [--no-timing] [--out build/bench]
 
@@ -35,8 +35,8 @@ from pathlib import Path
 from model.fastsim import FastSimConfig, SimResult, run
 from model.manager import POLICIES, make_policy
 from model.workload import Source, TraceError, load_trace, phase_mix
+from tb.common.runner import BUILD
 
-BUILD = Path(__file__).resolve().parents[1] / "build"
 TIMING_LIMIT_S = 60.0
 
 
@@ -216,7 +216,7 @@ def write_plot(out_dir: Path, summary: dict[str, dict], results: dict[str, SimRe
 
 # ---------------------------------------------------------------- main
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tb.bench_policy",
+    p = argparse.ArgumentParser(prog="python -m tb.bench.policy",
                                 description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--vfs", type=int, default=None,

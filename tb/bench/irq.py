@@ -9,7 +9,7 @@ interrupts offered back to back, no backpressure, no VF held. It returns
 - ``interrupts_per_cycle``: interrupts delivered / cycles from the first one offered to the
   last one delivered, inclusive (so the pipeline fill counts against it).
 
-``python -m tb.bench_irq [--sim SIM]`` writes ``build/bench/irq.json`` with those two keys.
+``python -m tb.bench.irq [--sim SIM]`` writes ``build/bench/irq.json`` with those two keys.
 """
 
 from __future__ import annotations

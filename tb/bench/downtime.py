@@ -1,7 +1,7 @@
 """Downtime vs. image size, pre-copy against stop-copy only (`make bench`, issue 2 item 8).
 
 For each memory size a small system (one VF, one slot per device) is built once and the
-cocotb module ``tb.system_bench.test_downtime`` migrates VF 0 from the host to the offload
+cocotb module ``tb.bench.test_downtime`` migrates VF 0 from the host to the offload
 device twice, from the same reset and under the same seeded write traffic: once with
 pre-copy (PRE_COPY until converged, then STOP_COPY, STOP, commit) and once with stop-copy
 only (STOP_COPY straight from RUNNING).  The figures are the hardware's DOWNTIME register
@@ -35,7 +35,7 @@ DEFAULT_WRITE_INTERVAL = 100
 DEFAULT_WARMUP_CYCLES = 300      # traffic before the migration starts
 TARGET_RATIO = 10.0              # stop-copy downtime >= 10x pre-copy downtime at the largest
 MODES = ("precopy", "stopcopy")
-TEST_MODULE = "tb.system_bench.test_downtime"
+TEST_MODULE = "tb.bench.test_downtime"
 ENV_PREFIX = "VFMIG_BENCH_"
 POINT_KEYS = ("mem_words", "precopy_downtime", "stopcopy_downtime")
 

@@ -3,9 +3,9 @@
     python -m tb.bench [--sim verilator|icarus] [--sizes 256,1024,4096,16384] [--seed N]
                        [--write-interval K] [--only dma|irq|downtime]
 
-Writes ``build/bench/dma.json`` ({"words_per_cycle": ...}, from tb/bench_dma.py) and
+Writes ``build/bench/dma.json`` ({"words_per_cycle": ...}, from tb/bench/dma.py) and
 ``build/bench/downtime.json`` ({"points": [{"mem_words", "precopy_downtime",
-"stopcopy_downtime", ...}]}, from tb/bench_downtime.py: pre-copy against stop-copy only,
+"stopcopy_downtime", ...}]}, from tb/bench/downtime.py: pre-copy against stop-copy only,
 under the same write traffic), prints a short table, and exits 1 when a target is missed
 (DMA below 0.95 words/cycle; at the largest image stop-copy downtime below 10x the pre-copy
 downtime) or a measurement failed, 2 on bad arguments or a missing simulator.
@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from tb.bench_downtime import (
+from tb.bench.downtime import (
     DEFAULT_SIZES,
     DEFAULT_WARMUP_CYCLES,
     DEFAULT_WRITE_INTERVAL,
@@ -45,11 +45,11 @@ def _write_json(path: Path, doc: dict) -> None:
 
 
 def measure_dma(sim: str, out_dir: Path) -> float:
-    """Run tb/bench_dma.py's measurement and write dma.json; returns words per cycle."""
+    """Run tb/bench/dma.py's measurement and write dma.json; returns words per cycle."""
     try:
-        from tb.bench_dma import measure_words_per_cycle
+        from tb.bench.dma import measure_words_per_cycle
     except ImportError as exc:
-        raise BenchRunError(f"DMA bench unavailable: tb/bench_dma.py does not provide "
+        raise BenchRunError(f"DMA bench unavailable: tb/bench/dma.py does not provide "
                             f"measure_words_per_cycle ({exc})") from None
     try:
         value = measure_words_per_cycle(sim)
@@ -67,10 +67,10 @@ def measure_dma(sim: str, out_dir: Path) -> float:
 
 
 def measure_irq(sim: str, out_dir: Path) -> list[str]:
-    """Interrupt remapping latency and throughput (tb/bench_irq.py) -> irq.json; returns
+    """Interrupt remapping latency and throughput (tb/bench/irq.py) -> irq.json; returns
     the missed targets."""
-    from tb.bench_irq import MAX_LATENCY, measure
-    from tb.bench_irq import MIN_INTERRUPTS_PER_CYCLE as MIN_RATE
+    from tb.bench.irq import MAX_LATENCY, measure
+    from tb.bench.irq import MIN_INTERRUPTS_PER_CYCLE as MIN_RATE
 
     print(f"vfmig bench: interrupt remapping on {sim} ...", flush=True)
     try:
