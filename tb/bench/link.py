@@ -27,7 +27,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from tb.common.runner import BUILD, SimulatorError, check_simulator, default_simulator, run_tests
-from tb.link import LINK_CONFIGS, config_env, link_pair
+from tb.link import CONFIGS, config_env, link_pair
 
 BENCH_OUT = BUILD / "bench" / "link.json"
 DEFAULT_BERS = (0.0, 1e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3)
@@ -54,7 +54,7 @@ def measure_link(sim: str = "verilator", bers=DEFAULT_BERS, messages: int = DEFA
                "LINK_BENCH_BERS": ",".join(repr(float(b)) for b in bers),
                "LINK_BENCH_MESSAGES": str(messages)}
         results = run_tests(sim, f"link_{config}", lambda: link_pair(config),
-                            "tb.link.test_link", parameters=LINK_CONFIGS[config],
+                            "tb.link.test_link", parameters=CONFIGS[config],
                             testcase="GoodputAtBer0", extra_env=env, seed=seed,
                             results_name="bench.xml")
         failed = _failures(Path(results))
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="bit-error rates, the first must be 0 (default %(default)s)")
     parser.add_argument("--messages", type=int, default=DEFAULT_MESSAGES,
                         help="STATE_DATA messages per BER point (default %(default)s)")
-    parser.add_argument("--config", choices=sorted(LINK_CONFIGS), default="default")
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="default")
     parser.add_argument("--seed", type=int, default=int(os.environ.get("SEED", BENCH_SEED)))
     parser.add_argument("--out", type=Path, default=BENCH_OUT)
     args = parser.parse_args(argv)

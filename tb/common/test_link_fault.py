@@ -146,13 +146,13 @@ def test_parameter_checks():
 @pytest.mark.parametrize("sim", ["verilator", "icarus"])
 def test_agent_closes_a_link(sim: str) -> None:
     from tb.common.runner import run_tests, simulator_available
-    from tb.link import LINK_CONFIGS, config_env, link_pair
+    from tb.link import CONFIGS, config_env, link_pair
 
     if not simulator_available(sim):
         pytest.skip(f"{sim} is not installed")
     print(f"cocotb link-fault agent test on {sim}, COCOTB_RANDOM_SEED={SEED}")
     run_tests(sim, "link_default", lambda: link_pair("default"), "tb.common.test_link_fault",
-              parameters=LINK_CONFIGS["default"], extra_env=config_env("default"), seed=SEED,
+              parameters=CONFIGS["default"], extra_env=config_env("default"), seed=SEED,
               results_name="link_fault_results.xml")
 
 

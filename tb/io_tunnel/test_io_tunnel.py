@@ -2,7 +2,7 @@
 (host half + device half back to back, each link direction through a FIFO with a stall gate).
 
 Run through tb/io_tunnel/test_io_tunnel.py, which builds the configuration named in
-``IO_TUNNEL_CONFIG``. Every test derives its seed from ``COCOTB_RANDOM_SEED`` and its own
+``VFMIG_BENCH_CONFIG``. Every test derives its seed from ``COCOTB_RANDOM_SEED`` and its own
 name and logs it; a failure is reproduced with the same ``IO_TUNNEL_SEED``.
 
 The TB: stream drivers on the three record inputs (requests into the host half, responses
@@ -34,8 +34,8 @@ from tb.common.link_fault import LinkFaultAgent
 from tb.common.runner import run_tests, simulator_available
 from tb.common.streams import StreamDriver, StreamMonitor
 from tb.io_tunnel import (
+    CONFIGS,
     DIRECTIONS,
-    TUNNEL_CONFIGS,
     WIRES,
     config_env,
     config_from_env,
@@ -246,7 +246,7 @@ async def full_rate(dut):
 SEED = int(os.environ.get("IO_TUNNEL_SEED", "20240801"))
 
 
-@pytest.mark.parametrize("config", sorted(TUNNEL_CONFIGS))
+@pytest.mark.parametrize("config", sorted(CONFIGS))
 @pytest.mark.parametrize("sim", ["verilator", "icarus"])
 def test_io_tunnel(sim: str, config: str) -> None:
     if not simulator_available(sim):
@@ -254,5 +254,5 @@ def test_io_tunnel(sim: str, config: str) -> None:
     print(f"cocotb io_tunnel tests on {sim}, config {config}, COCOTB_RANDOM_SEED={SEED}")
     run_tests(sim, f"io_tunnel_{config}", lambda: tunnel_pair(config),
               "tb.io_tunnel.test_io_tunnel",
-              parameters=TUNNEL_CONFIGS[config], extra_env=config_env(config), seed=SEED,
+              parameters=CONFIGS[config], extra_env=config_env(config), seed=SEED,
               testcase=os.environ.get("IO_TUNNEL_TESTCASE") or None)

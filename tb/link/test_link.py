@@ -1,7 +1,7 @@
 """cocotb + pyuvm tests of hdl/link.py on the generated Verilog of ``tb.link.LinkPair``.
 
 Run through tb/link/test_link.py (or ``python -m tb.bench.link`` for the goodput
-figures), which builds the configuration named in ``LINK_CONFIG``. Every test derives its
+figures), which builds the configuration named in ``VFMIG_BENCH_CONFIG``. Every test derives its
 seed from ``COCOTB_RANDOM_SEED`` and its name, logs it, and a failure is reproduced by
 running that test alone with the same ``COCOTB_RANDOM_SEED`` (``LINK_SEED=<seed>
 LINK_TESTCASE=<test> pytest tb/link/test_link.py``).
@@ -64,7 +64,7 @@ from model.link import (
 from model.protocol import Message, MsgType
 from tb.common.runner import run_tests, simulator_available
 from tb.common.uvm import PlannedCoverage, SequencedAgent
-from tb.link import LINK_CONFIGS, PORTS, config_env, config_from_env, link_pair
+from tb.link import CONFIGS, PORTS, config_env, config_from_env, link_pair
 
 CLOCK_NS = 10
 GOODPUT_TARGET = 0.90   # issue 4: migration payload per flit capacity at BER 0, default link
@@ -823,12 +823,12 @@ class GoodputAtBer0(LinkTestBase):
 SEED = int(os.environ.get("LINK_SEED", "20240701"))
 
 
-@pytest.mark.parametrize("config", sorted(LINK_CONFIGS))
+@pytest.mark.parametrize("config", sorted(CONFIGS))
 @pytest.mark.parametrize("sim", ["verilator", "icarus"])
 def test_link(sim: str, config: str) -> None:
     if not simulator_available(sim):
         pytest.skip(f"{sim} is not installed")
     print(f"cocotb link tests on {sim}, config {config}, COCOTB_RANDOM_SEED={SEED}")
     run_tests(sim, f"link_{config}", lambda: link_pair(config), "tb.link.test_link",
-              parameters=LINK_CONFIGS[config], extra_env=config_env(config), seed=SEED,
+              parameters=CONFIGS[config], extra_env=config_env(config), seed=SEED,
               testcase=os.environ.get("LINK_TESTCASE") or None)

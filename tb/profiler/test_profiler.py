@@ -6,7 +6,7 @@ traffic goes on, and the reads are scored against the whole-request reference
 (tb/profiler.reference_windows). With 32-bit counters the reads must also make valid model
 snapshots (``CounterSnapshot``/``DeviceSnapshot``) that ``model.profiler.Profiler`` analyses.
 
-The configuration comes from ``PROFILER_PARAMS`` (tb/profiler/test_profiler.py); each test's
+The configuration comes from ``VFMIG_BENCH_CONFIG`` (tb/profiler/test_profiler.py); each test's
 seed is ``cocotb.RANDOM_SEED``, which cocotb derives from ``COCOTB_RANDOM_SEED`` and the full
 test name (load included): every test logs both, and the pair reproduces a run.
 """

@@ -1,7 +1,7 @@
 """cocotb + pyuvm tests of hdl/router.py (behind tb.router.harness.RouterHarness).
 
 Run through tb/router/test_router.py, which builds the configuration named in
-``ROUTER_CONFIG``. The seed is ``cocotb.RANDOM_SEED`` (``COCOTB_RANDOM_SEED``); every test
+``VFMIG_BENCH_CONFIG``. The seed is ``cocotb.RANDOM_SEED`` (``COCOTB_RANDOM_SEED``); every test
 logs it and a run is reproduced by its seed and test name alone.
 
 Environment: ``RouterEnv`` = a request agent (sequencer + driver), a control agent

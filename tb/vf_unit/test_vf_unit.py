@@ -1,7 +1,7 @@
 """cocotb tests of the VF unit's generated Verilog, scored against one GoldenVF per slot.
 
 Run through tb/vf_unit/test_vf_unit.py (it builds the configuration named in
-``VF_UNIT_CONFIG``). Every test logs its seed; ``COCOTB_RANDOM_SEED`` reproduces a run.
+``VFMIG_BENCH_CONFIG``). Every test logs its seed; ``COCOTB_RANDOM_SEED`` reproduces a run.
 """
 
 from __future__ import annotations

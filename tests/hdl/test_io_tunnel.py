@@ -32,7 +32,7 @@ from model.io_message import (
 )
 from model.link import FaultConfig, Flit
 from tb.common.link_fault import FaultyChannel, derive_seeds
-from tb.io_tunnel import TUNNEL_CONFIGS, WIRES, TunnelPair, record_layouts
+from tb.io_tunnel import CONFIGS, WIRES, TunnelPair, record_layouts
 from tests.hdl.simutil import run_sim
 
 # Wire faults of the link configuration when the profile also stalls the link.
@@ -298,14 +298,14 @@ PROFILES = {"mixed": (0.3, 0.5, 0.2), "slow_sinks": (0.0, 0.8, 0.0)}
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
-@pytest.mark.parametrize("config", sorted(TUNNEL_CONFIGS))
+@pytest.mark.parametrize("config", sorted(CONFIGS))
 @pytest.mark.parametrize("seed", [SEED, SEED + 1])
 def test_round_trip_with_backpressure(config, seed, profile):
     print(f"seed {seed}, config {config}, profile {profile}")
     rng = random.Random(seed)
     counts = {IoKind.REQ: 60, IoKind.RESP: 50, IoKind.IRQ: 40}
     idle, backpressure, stall = PROFILES[profile]
-    cfg = TUNNEL_CONFIGS[config]
+    cfg = CONFIGS[config]
     bench = RoundTrip(cfg["widths"], counts, rng, idle=idle, backpressure=backpressure,
                       stall=stall, fifo_depth=cfg.get("fifo_depth", 4), link=cfg.get("link"),
                       faults=LINK_FAULTS if "link" in cfg and stall else None).run()
@@ -320,7 +320,7 @@ def test_full_throughput_without_backpressure():
     merged responses and interrupts lose only the merge's switch cycle."""
     rng = random.Random(SEED)
     n = 40
-    bench = RoundTrip(TUNNEL_CONFIGS["default"]["widths"],
+    bench = RoundTrip(CONFIGS["default"]["widths"],
                       {IoKind.REQ: n, IoKind.RESP: n, IoKind.IRQ: n}, rng,
                       idle=0.0, backpressure=0.0, stall=0.0).run()
     bench.check()
@@ -354,7 +354,7 @@ def malformed_mix(layouts, accept, rng: random.Random, count: int) -> list[list[
 def drive_messages(dut_name: str, seed: int) -> None:
     rng = random.Random(seed)
     print(f"seed {seed}")
-    widths = TUNNEL_CONFIGS["default"]["widths"]
+    widths = CONFIGS["default"]["widths"]
     layouts = record_layouts(**widths)
     args = (layouts[IoKind.REQ], layouts[IoKind.RESP], layouts[IoKind.IRQ])
     if dut_name == "host":
