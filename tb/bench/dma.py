@@ -12,20 +12,13 @@ import argparse
 import json
 import sys
 import tempfile
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from tb.common.runner import BUILD, run_tests
+from tb.common.runner import BUILD, failed_tests, run_tests
 from tb.dma.harness import HARNESS_PARAMETERS, dma_harness
 
 BENCH_SEED = 1
 BENCH_OUT = BUILD / "bench" / "dma.json"
-
-
-def _failures(results_xml: Path) -> list[str]:
-    root = ET.parse(results_xml).getroot()
-    return [case.get("name", "?") for case in root.iter("testcase")
-            if case.find("failure") is not None or case.find("error") is not None]
 
 
 def measure_words_per_cycle(sim: str = "verilator") -> float:
@@ -36,7 +29,7 @@ def measure_words_per_cycle(sim: str = "verilator") -> float:
                             parameters=HARNESS_PARAMETERS, testcase="bench_throughput",
                             extra_env={"VFMIG_BENCH_OUT": str(figure)}, seed=BENCH_SEED,
                             results_name="bench.xml")
-        failed = _failures(Path(results))
+        failed = failed_tests(Path(results))
         if failed or not figure.exists():
             raise RuntimeError(f"DMA throughput bench failed on {sim} ({', '.join(failed)}); "
                                f"see {Path(results).parent / 'sim.log'}")

@@ -18,22 +18,15 @@ import argparse
 import json
 import sys
 import tempfile
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from tb.common.runner import BUILD, SimulatorError, default_simulator, run_tests
+from tb.common.runner import BUILD, SimulatorError, default_simulator, failed_tests, run_tests
 from tb.irq_remap import BENCH_PARAMS, build_remap, params_to_env
 
 BENCH_SEED = 1
 BENCH_OUT = BUILD / "bench" / "irq.json"
 MAX_LATENCY = 2
 MIN_INTERRUPTS_PER_CYCLE = 0.95
-
-
-def _failures(results_xml: Path) -> list[str]:
-    root = ET.parse(results_xml).getroot()
-    return [case.get("name", "?") for case in root.iter("testcase")
-            if case.find("failure") is not None or case.find("error") is not None]
 
 
 def measure(sim: str = "verilator") -> dict:
@@ -46,7 +39,7 @@ def measure(sim: str = "verilator") -> dict:
                             testcase="bench_irq", seed=BENCH_SEED, results_name="bench.xml",
                             extra_env={**params_to_env(BENCH_PARAMS),
                                        "VFMIG_BENCH_OUT": str(figure)})
-        failed = _failures(Path(results))
+        failed = failed_tests(Path(results))
         if failed or not figure.exists():
             raise RuntimeError(f"interrupt remap bench failed on {sim} ({', '.join(failed)}); "
                                f"see {Path(results).parent / 'sim.log'}")

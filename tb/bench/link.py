@@ -23,10 +23,16 @@ import os
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from tb.common.runner import BUILD, SimulatorError, check_simulator, default_simulator, run_tests
+from tb.common.runner import (
+    BUILD,
+    SimulatorError,
+    check_simulator,
+    default_simulator,
+    failed_tests,
+    run_tests,
+)
 from tb.link import CONFIGS, config_env, link_pair
 
 BENCH_OUT = BUILD / "bench" / "link.json"
@@ -34,12 +40,6 @@ DEFAULT_BERS = (0.0, 1e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3)
 DEFAULT_MESSAGES = 300
 GOODPUT_TARGET = 0.90
 BENCH_SEED = 1
-
-
-def _failures(results_xml: Path) -> list[str]:
-    root = ET.parse(results_xml).getroot()
-    return [case.get("name", "?") for case in root.iter("testcase")
-            if case.find("failure") is not None or case.find("error") is not None]
 
 
 def measure_link(sim: str = "verilator", bers=DEFAULT_BERS, messages: int = DEFAULT_MESSAGES,
@@ -57,7 +57,7 @@ def measure_link(sim: str = "verilator", bers=DEFAULT_BERS, messages: int = DEFA
                             "tb.link.test_link", parameters=CONFIGS[config],
                             testcase="GoodputAtBer0", extra_env=env, seed=seed,
                             results_name="bench.xml")
-        failed = _failures(Path(results))
+        failed = failed_tests(Path(results))
         log = Path(results).parent / "sim.log"
         if failed or not figure.exists():
             what = ", ".join(failed) or "no figure written"

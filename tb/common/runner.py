@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import sys
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 
@@ -133,3 +134,11 @@ def run_tests(sim: str, name: str, component_factory: Callable[[], object], test
         build_dir=build_dir, test_dir=test_dir,
         testcase=testcase, extra_env=env, seed=seed, results_xml=str(test_dir / results_name),
         timescale=("1ns", "1ps"), log_file=test_dir / "sim.log")
+
+
+def failed_tests(results_xml: Path) -> list[str]:
+    """Names of the cocotb tests that failed or errored in a results XML (scripts read this
+    instead of relying on the exception ``run_tests`` raises inside pytest)."""
+    root = ET.parse(results_xml).getroot()
+    return [case.get("name", "?") for case in root.iter("testcase")
+            if case.find("failure") is not None or case.find("error") is not None]

@@ -62,3 +62,14 @@ def test_make_with_missing_icarus_says_what_to_install(tmp_path):
     assert len(lines) == 1, lines
     assert "apt-get install iverilog" in lines[0]
     assert not (tmp_path / "venv").exists()
+
+
+def test_failed_tests_names_failures_and_errors_only(tmp_path):
+    from tb.common.runner import failed_tests
+
+    xml = tmp_path / "results.xml"
+    xml.write_text('<testsuites><testsuite><testcase name="ok"/>'
+                   '<testcase name="bad"><failure message="x"/></testcase>'
+                   '<testcase name="crash"><error message="y"/></testcase>'
+                   '<testcase name="skipped"><skipped/></testcase></testsuite></testsuites>')
+    assert failed_tests(xml) == ["bad", "crash"]
