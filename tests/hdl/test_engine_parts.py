@@ -14,7 +14,7 @@ from hdl.system.regfile import RegisterFile
 from model.config import SystemConfig
 from model.regmap import GLOBAL, ID_VALUE, vf_reg
 from model.vfio import DeviceState
-from tests.simutil import run_sim
+from tests.hdl.simutil import run_sim
 
 S = DeviceState
 

@@ -14,7 +14,7 @@ import pytest
 
 from hdl.mig_engine import VfioWalker
 from model.vfio import DeviceState, MigrationFlags, next_state, path, supported_states
-from tests.simutil import run_sim
+from tests.hdl.simutil import run_sim
 
 S = DeviceState
 F = MigrationFlags
