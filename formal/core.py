@@ -45,6 +45,8 @@ class FormalBlock:
     prove_depth: int | None
     cover_depth: int
     faults: tuple[str, ...] = field(default=())
+    #: the BMC depth of the short pass/fail check ``make test`` runs (tests/formal)
+    test_depth: int = 6
 
 
 @dataclass

@@ -163,4 +163,4 @@ class CsrHarness(wiring.Component):
 
 
 BLOCK = FormalBlock("csr", CsrHarness, depth=20, prove_depth=8, cover_depth=12,
-                    faults=FAULTS)
+                    faults=FAULTS, test_depth=4)

@@ -145,4 +145,5 @@ class _Table:
 
 
 BLOCK = FormalBlock("irq_remap", IrqRemapHarness, depth=16, prove_depth=None,
-                    cover_depth=12, faults=("double_replay", "forget_pba"))
+                    cover_depth=12, faults=("double_replay", "forget_pba"),
+                    test_depth=9)

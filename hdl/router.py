@@ -31,6 +31,9 @@ _MAX_DEVICES = 8
 _MAX_SLOTS = 256
 _MAX_QUEUE_DEPTH = 1024
 _MAX_IN_FLIGHT = 255
+#: Deliberate bugs, for the negative formal test only: "drop_held" accepts a held VF's
+#: request without queueing it (the request is lost).
+FAULT_INJECTIONS = ("drop_held",)
 
 
 # The layouts below have the fields, order and widths of hdl/formats.py's
@@ -181,7 +184,12 @@ class Router(wiring.Component):
                  slots_per_device: Sequence[int] = (8, 4), addr_bits: int | None = None,
                  tag_bits: int = 8, queue_depth: int = 4, max_in_flight: int = 15,
                  vf_bits: int | None = None,
-                 initial: Sequence[tuple[int, int] | None] | None = None):
+                 initial: Sequence[tuple[int, int] | None] | None = None,
+                 _fault_inject: str | None = None):
+        if _fault_inject is not None and _fault_inject not in FAULT_INJECTIONS:
+            raise ValueError(f"Router _fault_inject must be one of "
+                             f"{', '.join(FAULT_INJECTIONS)} or None, not {_fault_inject!r}")
+        self._fault_inject = _fault_inject
         _check_int("n_vfs", n_vfs, 1, _MAX_VFS)
         _check_int("n_devices", n_devices, 1, _MAX_DEVICES)
         if isinstance(slots_per_device, (str, bytes)) or not isinstance(slots_per_device,
@@ -419,10 +427,12 @@ class Router(wiring.Component):
         target takes it now, else queued."""
         req, h = self.req.payload, s.h
         s.enqueue = Signal()
+        keep = ~s.held.bit_select(h, 1) if self._fault_inject == "drop_held" else 1
         m.d.comb += [
             self.req.ready.eq(Mux(s.known, ~s.full.bit_select(h, 1),
                                   s.err_fifo.w_rdy & ~(s.drain_valid & (s.q_target == s.err)))),
-            s.enqueue.eq(self.req.valid & s.known & ~s.full.bit_select(h, 1) & ~s.direct),
+            s.enqueue.eq(self.req.valid & s.known & ~s.full.bit_select(h, 1) & ~s.direct
+                         & keep),
             s.wport.en.eq(s.enqueue),
             s.wport.addr.eq(Cat(s.wr_of[h][:s.ptr_bits], h)),
             s.wport.data.op.eq(req.op), s.wport.data.addr.eq(req.addr),
