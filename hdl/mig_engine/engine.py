@@ -1,18 +1,19 @@
 """The per-device migration engine: VFIO v2 state machines, source and target roles."""
 
-from amaranth import Array, Const, Module, Signal
+from amaranth import Array, Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from model.config import Device, SystemConfig
 from model.protocol import Malformed, MsgType, Reason
 from model.regmap import ErrorCode
-from model.vfio import DeviceState, next_state
+from model.vfio import DeviceState
 
-from .formats import ChunkBeat, DmaStatus, bits_for, descriptor_layout
-from .mig_copier import CopyMode, MigCopier
-from .migproto import MigProtoDecoder, MigProtoEncoder
-from .packet_arbiter import PacketArbiter
+from ..formats import ChunkBeat, DmaStatus, bits_for, descriptor_layout
+from ..mig_copier import CopyMode, MigCopier
+from ..migproto import MigProtoDecoder, MigProtoEncoder
+from ..packet_arbiter import PacketArbiter
+from .walker import VfioWalker
 
 COUNTER_BITS = 16  # width of the dropped-message counters (saturating)
 
@@ -168,9 +169,8 @@ class MigEngine(wiring.Component):
         slot = table("slot", slot_bits, lambda v: v if starts_here else 0)
         requested = table("requested", 3, lambda v: int(S.RUNNING))
 
-        # ---- next-hop ROM resolved for the device's flags (DESIGN §4 multi-step rule)
-        hop_rom = Array(Const(int(next_state(S(c), S(t), cfg.flags)) if c and t else 0, 3)
-                        for c in range(8) for t in range(8))
+        # ---- the VFIO arcs of the walked VF, resolved for the device's flags
+        m.submodules.vfio = vfio = VfioWalker(cfg.flags)
 
         # ---- outgoing migration context
         src_active = Signal()   # MIG_ACCEPT received, not yet committed or aborted
@@ -190,7 +190,6 @@ class MigEngine(wiring.Component):
 
         # ---- walker registers
         wvf = Signal(vf_bits)           # the VF whose request is being walked
-        wtarget = Signal(3)
         arc_next = Signal(3)            # the state the current arc leads to
         begin_mode = Signal(2)
         draining = Signal()             # hold + quiesce wvf while the arc drains it
@@ -272,10 +271,19 @@ class MigEngine(wiring.Component):
         def answer(code):
             fail(self.ctl_vf, code, port=self.ctl_status)
 
-        # ---- the walker: one VFIO request at a time, arc by arc
-        cur = state[wvf]
-        nxt = Signal(3)
-        m.d.comb += nxt.eq(hop_rom[cur * 8 + wtarget])
+        def take_arc():
+            """The walked VF enters the next state of its walk (the arc's action is done)."""
+            m.d.comb += vfio.arc.ready.eq(1)
+            m.d.sync += state[wvf].eq(vfio.arc.payload.dst)
+
+        def walk(current, target):
+            """Start a walk toward ``target``; ``vfio.error`` says if it is invalid."""
+            m.d.comb += [vfio.request.valid.eq(1), vfio.request.payload.current.eq(current),
+                         vfio.request.payload.target.eq(target)]
+
+        # ---- the walker: one VFIO request at a time, arc by arc.  ``vfio`` holds the
+        # walked VF's state and target; the table ``state`` follows it arc by arc.
+        cur, nxt = vfio.arc.payload.src, vfio.arc.payload.dst
         mine = src_active & (src_vf == wvf)
         ctl_here = here[self.ctl_vf]
 
@@ -285,13 +293,13 @@ class MigEngine(wiring.Component):
                     m.d.sync += wvf.eq(src_vf)
                     m.next = "ROLLBACK"
                 with m.Elif(self.ctl_state_we & ctl_here):
-                    target_hop = hop_rom[state[self.ctl_vf] * 8 + self.ctl_state]
+                    walk(state[self.ctl_vf], self.ctl_state)
                     with m.If(self.ctl_state == state[self.ctl_vf]):
                         m.d.sync += requested[self.ctl_vf].eq(self.ctl_state)
-                    with m.Elif((self.ctl_state == S.ERROR) | (target_hop == S.ERROR)):
+                    with m.Elif(vfio.error):
                         answer(ErrorCode.INVALID_TRANSITION)
                     with m.Else():
-                        m.d.sync += [wvf.eq(self.ctl_vf), wtarget.eq(self.ctl_state),
+                        m.d.sync += [wvf.eq(self.ctl_vf),
                                      requested[self.ctl_vf].eq(self.ctl_state)]
                         answer(ErrorCode.NONE)
                         m.next = "STEP"
@@ -306,7 +314,7 @@ class MigEngine(wiring.Component):
             with m.State("STEP"):
                 m.d.comb += walker_busy.eq(1)
                 m.d.sync += [arc_next.eq(nxt), timer.eq(0)]
-                with m.If(cur == wtarget):
+                with m.If(~vfio.busy):
                     m.next = "IDLE"
                 with m.Elif(mine & _in(nxt, ROLLBACK_TO)):
                     m.next = "ABORT_STOP"
@@ -330,7 +338,7 @@ class MigEngine(wiring.Component):
                         m.d.sync += begin_mode.eq(CopyMode.FULL)
                         m.next = "BEGIN"
                 with m.Else():
-                    m.d.sync += state[wvf].eq(nxt)
+                    take_arc()
 
             with m.State("BEGIN"):
                 m.d.comb += walker_busy.eq(1)
@@ -345,7 +353,7 @@ class MigEngine(wiring.Component):
                     m.d.sync += [src_opening.eq(0), src_active.eq(1), switched.eq(0)]
                     m.d.comb += [copier.start.eq(1), copier.mode.eq(begin_mode)]
                     with m.If(begin_mode == CopyMode.PRECOPY):
-                        m.d.sync += state[wvf].eq(arc_next)
+                        take_arc()
                         m.next = "STEP"
                     with m.Else():
                         m.d.sync += draining.eq(1)
@@ -374,7 +382,8 @@ class MigEngine(wiring.Component):
                 with m.If(draining & self.idle.bit_select(slot[wvf], 1)
                           & ~(mine & copier.busy)):
                     with m.If(arc_next == S.STOP):
-                        m.d.sync += [state[wvf].eq(S.STOP), draining.eq(0)]
+                        take_arc()
+                        m.d.sync += draining.eq(0)
                         m.next = "STEP"
                     with m.Else():
                         m.d.comb += [copier.start.eq(1), copier.mode.eq(CopyMode.RESIDUAL)]
@@ -386,7 +395,8 @@ class MigEngine(wiring.Component):
             with m.State("SEND_SWITCHOVER"):
                 m.d.comb += walker_busy.eq(1)
                 with m.If(send_control(MsgType.SWITCHOVER, self.digest[src_slot])):
-                    m.d.sync += [switched.eq(1), state[wvf].eq(S.STOP_COPY), draining.eq(0)]
+                    take_arc()  # into STOP_COPY
+                    m.d.sync += [switched.eq(1), draining.eq(0)]
                     m.next = "STEP"
 
             with m.State("ABORT_STOP"):
@@ -407,7 +417,7 @@ class MigEngine(wiring.Component):
                         fail(wvf, ErrorCode.ABORTED, Reason.REQUESTED)
                     with m.Else():
                         fail(wvf, ErrorCode.TIMEOUT, Reason.TIMEOUT)
-                    m.d.sync += state[wvf].eq(arc_next)
+                    take_arc()
                     m.next = "STEP"
 
             with m.State("SEND_COMMIT"):
@@ -438,8 +448,9 @@ class MigEngine(wiring.Component):
                         fail(wvf, ErrorCode.TIMEOUT, Reason.TIMEOUT)
                     with m.Else():
                         fail(wvf, ErrorCode.ABORTED, remote_reason)
-                    m.d.sync += [remote_abort.eq(0), wtarget.eq(S.RUNNING),
-                                 requested[wvf].eq(S.RUNNING), draining.eq(0)]
+                    walk(state[wvf], S.RUNNING)
+                    m.d.sync += [remote_abort.eq(0), requested[wvf].eq(S.RUNNING),
+                                 draining.eq(0)]
                     m.next = "STEP"
 
         # A request or commit arriving while the walker is busy is refused, not queued.
