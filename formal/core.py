@@ -104,8 +104,9 @@ def _status(task_dir: Path) -> str:
 
 
 def _cover_count(task_dir: Path, text: str) -> str:
-    reached = len(set(re.findall(r"Reached cover statement .*? at (\S+)", text)))
-    unreached = len(set(re.findall(r"Unreached cover statement at (\S+)", text)))
+    # The engine's lines name each cover cell; the summary's lowercase lines are cut short.
+    reached = len(set(re.findall(r"Reached cover statement .*?\((\S+)\)", text)))
+    unreached = len(set(re.findall(r"Unreached cover statement .*?\((\S+)\)", text)))
     return f"{reached}/{reached + unreached}"
 
 

@@ -133,6 +133,16 @@ class CsrHarness(wiring.Component):
                 m.d.sync += ar_old[0].eq(ax.araddr)
             with m.Else():
                 m.d.sync += ar_old[1].eq(ax.araddr)
+        dut = self.dut
+        m.d.comb += [
+            # What the holding registers hold (k-induction needs it), and the order of
+            # the unanswered reads.
+            Assert(ax.awready | (dut._aw_addr == aw_addr)),
+            Assert(ax.wready | ((dut._w_data == w_data) & (dut._w_strb == w_strb))),
+            Assert(ax.arready | (dut._ar_addr == ar_last)),
+            Assert((ar_pend != 1) | (ar_old[0] == ar_last)),
+            Assert((ar_pend != 2) | (ar_old[1] == ar_last)),
+        ]
         word = lambda a: a[2:] << 2  # noqa: E731
         write_code = _expected(aw_addr, regmap_mapped(word(aw_addr), N_VFS),
                                w_strb != FULL_STROBE)
