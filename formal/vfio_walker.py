@@ -7,8 +7,8 @@ skipped"), so the arcs of a flag set are the paths of the direct-arc graph betwe
 states whose inner states are all missing. Which request is valid is ``model.vfio``'s
 ``next_state``. Formal size: every flag set is small (8 states); ``FLAGS`` is checked.
 
-Assumed: the request's ``current`` is a state the device provides (the engine passes the
-VF's state). ``arc.ready`` and the requests are free. Asserted:
+Assumed: the request's ``current`` is a state the device provides other than ERROR (the
+engine passes the VF's state; a VF in ERROR is reset, not walked). ``arc.ready`` and the requests are free. Asserted:
 
 * ``state`` and ``target`` are always states the flags provide, and VFIO has an arc
   sequence from ``state`` to ``target``;
@@ -87,7 +87,8 @@ class VfioWalkerHarness(wiring.Component):
         m.d.comb += [dut.request.valid.eq(self.req_valid), dut.request.payload.eq(req),
                      dut.arc.ready.eq(self.arc_ready), Assume(~ResetSignal())]
         provided = lambda v: _one_of(v, [(s, S.ERROR) for s in have])  # noqa: E731
-        m.d.comb += Assume(provided(req.current))
+        # A VF in ERROR is reset, not walked; see docs/formal.md for ERROR -> ERROR.
+        m.d.comb += Assume(provided(req.current) & (req.current != S.ERROR))
         req_ok = _one_of(req.as_value(), valid_pairs) & (req.target != S.ERROR)
         pair = dut.state | (dut.target << 3)
         arc = dut.arc.payload
