@@ -8,7 +8,8 @@ states whose inner states are all missing. Which request is valid is ``model.vfi
 ``next_state``. Formal size: every flag set is small (8 states); ``FLAGS`` is checked.
 
 Assumed: the request's ``current`` is a state the device provides other than ERROR (the
-engine passes the VF's state; a VF in ERROR is reset, not walked). ``arc.ready`` and the requests are free. Asserted:
+engine passes the VF's state; a VF in ERROR is reset, not walked). ``arc.ready`` and the
+requests are free. Asserted:
 
 * ``state`` and ``target`` are always states the flags provide, and VFIO has an arc
   sequence from ``state`` to ``target``;
