@@ -28,10 +28,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
     summary_path = args.out / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     failed = False
     for name in args.block or sorted(BLOCKS):
         result = check(BLOCKS[name], args.out)
+        # Re-read: another `python -m formal --block` may have written meanwhile.
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
         summary[name] = result.summary()
         summary_path.write_text(json.dumps(summary, indent=2) + "\n")
         print(f"{name}: {json.dumps(summary[name])}")
