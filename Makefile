@@ -50,7 +50,7 @@ endif
 # After the venv exists: the runner's own check (finds a broken or foreign Verilator).
 CHECK_SIM = $(PY) -m tb.check_sim $(SIM)
 
-.PHONY: help venv sim test verilog lint bench docs clean distclean
+.PHONY: help venv sim test verilog lint bench docs formal clean distclean
 
 help:
 	@echo "vfmig — make targets (SIM=$(SIM), SEED=$(SEED))"
@@ -64,6 +64,8 @@ help:
 	@echo "  make lint       verilator --lint-only -Wall over the generated Verilog, then ruff"
 	@echo "  make bench      DMA, interrupt remapping, link goodput, downtime vs. image size (RTL) and"
 	@echo "                  placement policies (fastsim) -> build/bench/*.json"
+	@echo "  make formal     SymbiYosys per block (BMC, k-induction, cover) -> build/formal/summary.json"
+	@echo "                  (BLOCK=name checks one; docs/formal.md says what is proved)"
 	@echo "  make docs       regenerate docs/regmap.md and docs/protocol.md from model/"
 	@echo "  make venv       create .venv with the pinned dependencies (done by every target)"
 	@echo "  make clean      remove build/ and sim_build/;  make distclean also removes .venv"
@@ -113,6 +115,12 @@ bench: $(STAMP)
 	$(PY) -m tb.bench.link --sim $(SIM)
 	$(PY) -m tb.bench.policy_rtl --sim $(SIM)
 	$(PY) -m tb.bench.policy
+
+# The yowasp tools compile their WebAssembly on first use into YOWASP_CACHE_DIR
+# (default ~/.cache/YoWASP): minutes once, then cached.
+BLOCK ?=
+formal: $(STAMP)
+	$(PY) -m formal $(if $(BLOCK),--block $(BLOCK)) --out build/formal
 
 docs: $(STAMP)
 	$(PY) -c 'from model.regmap import markdown; open("docs/regmap.md", "w").write(markdown())'
