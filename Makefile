@@ -11,6 +11,7 @@ SIM_ARGS ?=
 POLICY ?=
 TRACE ?=
 PYTEST_ARGS ?=
+SLOW ?=
 PYTHON ?= python3
 VENV ?= .venv
 
@@ -69,7 +70,7 @@ help:
 	@echo "  make docs       regenerate docs/regmap.md and docs/protocol.md from model/"
 	@echo "  make venv       create .venv with the pinned dependencies (done by every target)"
 	@echo "  make clean      remove build/ and sim_build/;  make distclean also removes .venv"
-	@echo "knobs: SIM=verilator|icarus (default verilator)  SEED=<int> (default 1)"
+	@echo "knobs: SIM=verilator|icarus (default verilator)  SEED=<int> (default 1)  SLOW=1 (make test: also the slow tests)"
 
 venv: $(STAMP)
 
@@ -94,7 +95,8 @@ sim: $(STAMP)
 
 test: $(STAMP)
 	@$(if $(filter file,$(origin SIM)),true,$(CHECK_SIM))
-	$(PY) -m pytest -n 2 $(if $(filter file,$(origin SIM)),,--sim $(SIM)) $(PYTEST_ARGS) tests tb
+	$(PY) -m pytest -n 2 $(if $(filter file,$(origin SIM)),,--sim $(SIM)) $(if $(SLOW),,-m 'not slow') \
+		$(PYTEST_ARGS) tests tb
 
 verilog: $(STAMP)
 	$(PY) -m hdl.generate --out $(VERILOG_DIR)

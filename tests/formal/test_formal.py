@@ -12,14 +12,15 @@ from formal.blocks import BLOCKS
 from formal.core import check, missing_tool
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture
 def _tools() -> None:
     problem = missing_tool()
     assert problem is None, problem
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BLOCKS))
-def test_planted_bug_fails(name: str, tmp_path: Path) -> None:
+def test_planted_bug_fails(name: str, tmp_path: Path, _tools: None) -> None:
     block = BLOCKS[name]
     result = check(block, tmp_path, fault=block.faults[0], tasks=("bmc",),
                    depth=block.test_depth)
@@ -27,8 +28,9 @@ def test_planted_bug_fails(name: str, tmp_path: Path) -> None:
     assert result.traces, "a failing check names its counterexample trace"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BLOCKS))
-def test_block_passes(name: str, tmp_path: Path) -> None:
+def test_block_passes(name: str, tmp_path: Path, _tools: None) -> None:
     block = BLOCKS[name]
     result = check(block, tmp_path, tasks=("bmc",), depth=block.test_depth)
     assert result.bmc == "pass", f"{name}: {result}"
