@@ -1,4 +1,4 @@
-"""The control-plane AXI4-Lite slave (DESIGN §3 `csr`) and the register-map address decoder.
+"""The control-plane AXI4-Lite slave (docs/design.md `csr`) and the register-map address decoder.
 
 ``AxiLiteSlave`` turns AXI4-Lite transactions into accesses of the simple register bus that
 the register file (today the decode in ``hdl/system.py``) implements: one access per cycle,

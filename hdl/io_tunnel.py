@@ -1,4 +1,4 @@
-"""The TC_IO tunnel (DESIGN §3 `link`): VF I/O of VFs on the offload device over the link.
+"""The TC_IO tunnel (docs/design.md `link`): VF I/O of VFs on the offload device over the link.
 
 Requests the router sends to the offload device, and the offload unit's responses and
 interrupts, travel as TC_IO messages (``model/io_message.py``: the encoding and its Python

@@ -37,7 +37,7 @@ class ControlMessage(data.Struct):
 
 
 class MigCopier(wiring.Component):
-    """Streams one VF slot's state image as STATE_DATA messages (DESIGN §4 PRE_COPY/STOP_COPY).
+    """Streams one VF slot's state image as STATE_DATA messages (docs/design.md PRE_COPY/STOP_COPY).
 
     The VF engine starts a copy with ``start``/``mode``; the copier reads the slot's dirty
     bitmap (read-and-clear), issues one DMA read descriptor per chunk (``chunk_words`` words

@@ -1,4 +1,4 @@
-"""VF Migration protocol codec (transaction layer, DESIGN §5): decoder and encoder.
+"""VF Migration protocol codec (transaction layer, docs/design.md): decoder and encoder.
 
 A message on the wire is a ``ChunkBeat`` stream (``model/protocol.py``): header word, arg
 word, ``length`` payload words, and for STATE_DATA the CRC-32 of the payload; ``last`` on

@@ -1,4 +1,4 @@
-"""The hardware profiler (DESIGN §3 ``profiler``): per-VF workload counters, read by window.
+"""The hardware profiler (docs/design.md ``profiler``): per-VF workload counters, read by window.
 
 The profiler only *watches* the system: it sees each VM request as it is accepted and each
 response as it is delivered, which device is busy, and how many words cross the link. It

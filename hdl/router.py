@@ -1,4 +1,4 @@
-"""The VF router: the stable VF id the VM sees, mapped to (device, slot) (DESIGN §3 `router`).
+"""The VF router: the stable VF id the VM sees, mapped to (device, slot) (docs/design.md `router`).
 
 The router keeps the VF table itself (VF id -> placed, device, slot, held), programmed over
 a control stream. A held VF's requests wait, in order, in a per-VF queue while every other

@@ -1,4 +1,4 @@
-"""The VF unit: one device's VF slots, served from one state-image memory (DESIGN §3).
+"""The VF unit: one device's VF slots, served from one state-image memory (docs/design.md).
 
 Every slot owns ``layout.stride`` words of a single memory; slot ``s``'s image word ``a``
 lives at ``Cat(a, s)``. A request FSM serves READ/WRITE/ADD/NOTIFY one at a time with a

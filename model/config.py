@@ -1,4 +1,4 @@
-"""System parameters (DESIGN §3 `system`), validated once, shared by HDL, tb and reports."""
+"""System parameters (docs/design.md `system`), validated once, shared by HDL, tb and reports."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A transaction-level simulator of the whole system, for many VFs and long runs (DESIGN §6).
+"""A transaction-level simulator of the whole system, for many VFs and long runs (docs/design.md).
 
 It runs the same profiler (``model.profiler``) and policies (``model.manager``) as the RTL
 closed loop, on workloads of 64 to 1024 VFs and millions of requests, event by event: no

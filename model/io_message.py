@@ -1,5 +1,5 @@
 """TC_IO tunnel messages: VF requests, responses and interrupts of VFs placed on the offload
-device, carried over the link's TC_IO class (DESIGN §3 `link`; hdl/io_tunnel.py).
+device, carried over the link's TC_IO class (docs/design.md `link`; hdl/io_tunnel.py).
 
 A message is a sequence of 32-bit words on a ChunkBeat stream, ``last`` on the final word.
 Word 0 is the header; its ``kind`` (bits [3:0]) says which record follows:

@@ -1,4 +1,4 @@
-"""Golden model of the interrupt remapper (DESIGN §3 `irq_remap`; issue 3 items 1 and 4).
+"""Golden model of the interrupt remapper (docs/design.md `irq_remap`; issue 3 items 1 and 4).
 
 Modelled on Intel VT-d interrupt remapping (remappable MSI format) and PCIe MSI-X:
 

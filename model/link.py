@@ -1,4 +1,4 @@
-"""The link layer (DESIGN §3 `link`): frames, LCRC-32, ACK/NAK and flow-control DLLPs, and a
+"""The link layer (docs/design.md `link`): frames, LCRC-32, ACK/NAK and flow-control DLLPs, and a
 golden model of a link port (transmitter + receiver of one device), a faulty-wire model
 and a delivery scoreboard.
 
@@ -23,7 +23,7 @@ its replay timer expires. Flow control is credit based, per traffic class, so a 
 consumer of one class never blocks the other: a transmitter starts a packet only while the
 receiver's advertised credit limit covers a maximum-size packet.
 
-Everything here is plain Python: the HDL (hdl/link.py) takes its field positions and
+Everything here is plain Python: the HDL (hdl/link/) takes its field positions and
 parameter checks from this module, and the benches use the models to check it.
 """
 
@@ -81,7 +81,7 @@ def _pow2(value: int) -> bool:
 
 @dataclass(frozen=True)
 class LinkParams:
-    """Elaboration parameters of a link port, validated once here (hdl/link.py raises these
+    """Elaboration parameters of a link port, validated once here (hdl/link/ raises these
     messages). Both ports of a link must be built with the same parameters."""
 
     link_width: int = 64
@@ -310,7 +310,7 @@ def seq_distance(a: int, b: int) -> int:
 class LinkPortModel:
     """Transmitter and receiver of one device, one flit per ``step`` (one cycle).
 
-    Same rules as hdl/link.py (store-and-forward fill at one word per cycle, a shared
+    Same rules as hdl/link/ (store-and-forward fill at one word per cycle, a shared
     sequence space for both classes, go-back-N replay, per-class credits, DLLPs before
     packets at frame boundaries); cycle timing is close to but not exactly the HDL's.
     ``send(tc, words)`` queues a message, ``delivered[tc]`` collects received messages.

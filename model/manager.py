@@ -1,4 +1,4 @@
-"""The VF Manager (DESIGN §6): placement policies fed by the workload profiler.
+"""The VF Manager (docs/design.md): placement policies fed by the workload profiler.
 
 Every profiler window the caller (the fast simulator, or the VMM of the RTL closed loop) hands
 a policy the analysed window (``model.profiler.WindowReport``) and a ``SystemView`` (where each

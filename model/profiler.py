@@ -1,4 +1,4 @@
-"""The workload profiler in the VMM (DESIGN §6): counter snapshots in, workload data out.
+"""The workload profiler in the VMM (docs/design.md): counter snapshots in, workload data out.
 
 Each profiler window the VMM reads one consistent snapshot of the hardware counters
 (``hdl/profiler``; the fast simulator produces the same snapshots):

@@ -1,4 +1,4 @@
-"""The VF Migration protocol (transaction layer, DESIGN §5): message encodings.
+"""The VF Migration protocol (transaction layer, docs/design.md): message encodings.
 
 A message is a sequence of 32-bit beats on a stream with a ``last`` flag:
 
@@ -80,7 +80,7 @@ class MalformedMessage(ValueError):
         self.reason = reason
 
 
-# The payload words each type carries (DESIGN §5): STATE_DATA a chunk, ROUND_END the dirty
+# The payload words each type carries (docs/design.md): STATE_DATA a chunk, ROUND_END the dirty
 # blocks left, every other message none.  STATE_DATA's upper bound is the receiver's chunk.
 _FIXED_PAYLOAD = {MsgType.ROUND_END: 1}
 

@@ -172,7 +172,7 @@ def link_layer() -> list[str]:
     W = p.words_per_flit
     kinds = member_comments(FrameKind)
     classes = member_comments(TrafficClass)
-    lines = ["", "## 2. Link layer (`model/link.py`, `hdl/link.py`)", "",
+    lines = ["", "## 2. Link layer (`model/link.py`, `hdl/link/`)", "",
              "Each device has one `LinkPort`: it drives its TX wire and listens to its RX wire. "
              "One direction of the link is the transmitter of one port, a wire, and the "
              "receiver of the other port. ACK, NAK and flow-control DLLPs of a direction "

@@ -66,7 +66,7 @@ GLOBAL_REGS = (
              "snapshot bank read through the profiler window, and counting restarts at 0"),
 )
 
-# Link health (hdl/link.py, hdl/io_tunnel.py, hdl/mig_engine.py): every counter wraps at 2**32
+# Link health (hdl/link/, hdl/io_tunnel.py, hdl/mig_engine/): every counter wraps at 2**32
 # (the engines' at 2**16). One block of LINK_<PORT>_<STAT> registers per device's link port,
 # in model.link.STAT_NAMES order; bit errors, drops and duplicates on the wire show up here as
 # CRC errors, NAKs and replays, while nothing is lost above the link.

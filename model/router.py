@@ -1,4 +1,4 @@
-"""Golden model of the VF router (DESIGN §3 `router`, issue 3 item 2).
+"""Golden model of the VF router (docs/design.md `router`, issue 3 item 2).
 
 The router is the VF abstraction the VM sees: requests name a stable VF id, the router's
 table maps it to (device, slot), and a *held* VF's requests wait in order until the VF is

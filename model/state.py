@@ -1,4 +1,4 @@
-"""The uniform VF state image and the golden VF model (DESIGN §3).
+"""The uniform VF state image and the golden VF model (docs/design.md).
 
 Every VF, on either device, is one linear image of 32-bit words:
 CSR block · MSI-X table (4 words per vector) · PBA · VF memory.

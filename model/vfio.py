@@ -1,4 +1,4 @@
-"""The Linux VFIO migration uAPI v2 device state machine (DESIGN §4).
+"""The Linux VFIO migration uAPI v2 device state machine (docs/design.md).
 
 State numbers and arcs follow ``include/uapi/linux/vfio.h`` and
 ``vfio_mig_get_next_state()`` in ``drivers/vfio/vfio_main.c``, so a driver written

@@ -1,4 +1,4 @@
-"""Workloads for the VF Manager (DESIGN §6): request streams per VF, and a replayable trace.
+"""Workloads for the VF Manager (docs/design.md): request streams per VF, and a replayable trace.
 
 A *workload class* says how one VF behaves; ``Workload`` gives every VF a class and turns
 the whole thing into per-VF request streams, deterministic from one seed (VF ``v`` draws from

@@ -25,7 +25,7 @@ class MigEngine(wiring.Component):
     """Migration engine of one device (``device``): one outgoing and one incoming VF at a time.
 
     *VFIO*: every VF placed on this device has a VFIO migration v2 device state
-    (DESIGN §4).  A request on the control port (``ctl_*``) for a VF that lives here is
+    (docs/design.md).  A request on the control port (``ctl_*``) for a VF that lives here is
     checked against the arc table resolved for ``config.flags`` — an invalid one sets the
     VF's error to INVALID_TRANSITION and changes nothing — then walked arc by arc; each arc
     performs its action (quiesce, hold, open a migration, stop-copy, abort) before the state

@@ -33,7 +33,7 @@ FAULTS = ("corrupt_state_write",)    # deliberate design faults, for the tests t
 
 
 class System(wiring.Component):
-    """Two devices that move VFs between each other at runtime (DESIGN §3).
+    """Two devices that move VFs between each other at runtime (docs/design.md).
 
     Every VF starts RUNNING on the host (VF i in host slot i).  Requests name a stable VF
     id; the router (hdl/router.py) sends each to the device and slot serving the VF, queues

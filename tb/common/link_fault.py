@@ -1,4 +1,4 @@
-"""The link-fault agent: a seeded faulty wire between two wire ports of a DUT (DESIGN §7).
+"""The link-fault agent: a seeded faulty wire between two wire ports of a DUT (docs/design.md).
 
 A link's wire is a port pair (hdl/link.py ``wire_signature``): the transmitting side drives
 ``<tx>__valid``, ``<tx>__sop``, ``<tx>__flit``, the receiving side takes ``<rx>__valid``,

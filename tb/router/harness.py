@@ -1,7 +1,7 @@
 """``RouterHarness``: the router with per-slot quiesce in front of each device port.
 
 A VFUnit refuses requests for a quiesced slot, so its ``req.ready`` depends on the payload
-(DESIGN §3). The harness reproduces that on every device port — ``dev_req_<d>`` is offered
+(docs/design.md). The harness reproduces that on every device port — ``dev_req_<d>`` is offered
 outside only while its slot is not quiesced, and the router sees ``ready`` low for a
 quiesced slot — so the tests exercise the router against a payload-dependent ready, and the
 testbench still sees plain streams.

@@ -1,4 +1,4 @@
-"""The full-system pyuvm environment (DESIGN §7).
+"""The full-system pyuvm environment (docs/design.md).
 
 ``SystemEnv`` holds a VM-traffic agent (sequencer, driver, monitor), a VMM agent (the
 register driver and the migration procedure of ``tb/system/vmm.py``) and the scoreboard of

@@ -1,4 +1,4 @@
-"""The link between the system top's two devices, closed by the testbench (DESIGN §3, §7).
+"""The link between the system top's two devices, closed by the testbench (docs/design.md, §7).
 
 ``hdl/system.py`` cuts the link open: each direction's wire is a port pair, ``h2o_tx`` ->
 ``h2o_rx`` (host to offload) and ``o2h_tx`` -> ``o2h_rx``. Every bench of the system top

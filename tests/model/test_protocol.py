@@ -1,4 +1,4 @@
-"""VF Migration protocol encodings and acceptance rules (model/protocol.py, DESIGN §5)."""
+"""VF Migration protocol encodings and acceptance rules (model/protocol.py, docs/design.md)."""
 
 from __future__ import annotations
 

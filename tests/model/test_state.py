@@ -1,4 +1,4 @@
-"""The uniform VF state image and the golden VF model (model/state.py, DESIGN §3)."""
+"""The uniform VF state image and the golden VF model (model/state.py, docs/design.md)."""
 
 from __future__ import annotations
 

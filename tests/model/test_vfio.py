@@ -1,4 +1,4 @@
-"""The VFIO migration v2 state machine (model/vfio.py) against DESIGN §4, exhaustively.
+"""The VFIO migration v2 state machine (model/vfio.py) against docs/design.md, exhaustively.
 
 The arc table and the multi-step resolution are written here again, independently of
 ``model.vfio.NEXT_HOP``, so a typo in the model's table shows up as a failure.
@@ -15,7 +15,7 @@ from model.vfio import ALL_FLAGS, DeviceState, MigrationFlags, path, supported_s
 S = DeviceState
 F = MigrationFlags
 
-# DESIGN §4, copied verbatim: T[cur][target] is the next hop from cur toward target.
+# docs/design.md, copied verbatim: T[cur][target] is the next hop from cur toward target.
 DESIGN_TABLE = """
 | cur | STOP | RUNNING | STOP_COPY | RESUMING | RUNNING_P2P | PRE_COPY | PRE_COPY_P2P |
 |---|---|---|---|---|---|---|---|
@@ -40,7 +40,7 @@ def _parse_table(text: str) -> dict[str, dict[str, str]]:
 
 TABLE = _parse_table(DESIGN_TABLE)
 
-# DESIGN §4 "States per flag", by name so that it does not lean on the model.
+# docs/design.md "States per flag", by name so that it does not lean on the model.
 VALID_FLAG_SETS = [F.STOP_COPY, F.STOP_COPY | F.P2P, F.STOP_COPY | F.PRE_COPY, ALL_FLAGS]
 INVALID_FLAG_SETS = [F(0), F.P2P, F.PRE_COPY, F.P2P | F.PRE_COPY]
 
@@ -64,7 +64,7 @@ def _next(cur: str, target: str, have: set[str]) -> str:
 
 
 def _expected(cur: str, target: str, flags: MigrationFlags) -> list[str] | None:
-    """The path DESIGN §4 prescribes, or None for an invalid request."""
+    """The path docs/design.md prescribes, or None for an invalid request."""
     have = _states_for(flags)
     if cur == target:
         return []
