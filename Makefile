@@ -11,6 +11,7 @@ SIM_ARGS ?=
 POLICY ?=
 TRACE ?=
 PYTEST_ARGS ?=
+SLOW ?=
 PYTHON ?= python3
 VENV ?= .venv
 
@@ -50,7 +51,7 @@ endif
 # After the venv exists: the runner's own check (finds a broken or foreign Verilator).
 CHECK_SIM = $(PY) -m tb.check_sim $(SIM)
 
-.PHONY: help venv sim test verilog lint bench docs clean distclean
+.PHONY: help venv sim test verilog lint bench docs formal clean distclean
 
 help:
 	@echo "vfmig — make targets (SIM=$(SIM), SEED=$(SEED))"
@@ -64,10 +65,12 @@ help:
 	@echo "  make lint       verilator --lint-only -Wall over the generated Verilog, then ruff"
 	@echo "  make bench      DMA, interrupt remapping, link goodput, downtime vs. image size (RTL) and"
 	@echo "                  placement policies (fastsim) -> build/bench/*.json"
+	@echo "  make formal     SymbiYosys per block (BMC, k-induction, cover) -> build/formal/summary.json"
+	@echo "                  (BLOCK=name checks one; docs/formal.md says what is proved)"
 	@echo "  make docs       regenerate docs/regmap.md and docs/protocol.md from model/"
 	@echo "  make venv       create .venv with the pinned dependencies (done by every target)"
 	@echo "  make clean      remove build/ and sim_build/;  make distclean also removes .venv"
-	@echo "knobs: SIM=verilator|icarus (default verilator)  SEED=<int> (default 1)"
+	@echo "knobs: SIM=verilator|icarus (default verilator)  SEED=<int> (default 1)  SLOW=1 (make test: also the slow tests)"
 
 venv: $(STAMP)
 
@@ -92,7 +95,8 @@ sim: $(STAMP)
 
 test: $(STAMP)
 	@$(if $(filter file,$(origin SIM)),true,$(CHECK_SIM))
-	$(PY) -m pytest -n 2 $(if $(filter file,$(origin SIM)),,--sim $(SIM)) $(PYTEST_ARGS) tests
+	$(PY) -m pytest -n 2 $(if $(filter file,$(origin SIM)),,--sim $(SIM)) $(if $(SLOW),,-m 'not slow') \
+		$(PYTEST_ARGS) tests tb
 
 verilog: $(STAMP)
 	$(PY) -m hdl.generate --out $(VERILOG_DIR)
@@ -110,9 +114,15 @@ lint: verilog
 bench: $(STAMP)
 	@$(CHECK_SIM)
 	SIM=$(SIM) $(PY) -m tb.bench
-	$(PY) -m tb.bench_link --sim $(SIM)
-	$(PY) -m tb.bench_policy_rtl --sim $(SIM)
-	$(PY) -m tb.bench_policy
+	$(PY) -m tb.bench.link --sim $(SIM)
+	$(PY) -m tb.bench.policy_rtl --sim $(SIM)
+	$(PY) -m tb.bench.policy
+
+# The yowasp tools compile their WebAssembly on first use into YOWASP_CACHE_DIR
+# (default ~/.cache/YoWASP): minutes once, then cached.
+BLOCK ?=
+formal: $(STAMP)
+	$(PY) -m formal $(if $(BLOCK),--block $(BLOCK)) --out build/formal
 
 docs: $(STAMP)
 	$(PY) -c 'from model.regmap import markdown; open("docs/regmap.md", "w").write(markdown())'

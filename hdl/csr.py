@@ -26,6 +26,9 @@ __all__ = ["AxiLiteSlave", "AxiResp", "axil_signature", "reg_bus_signature", "re
 
 DATA_BITS = 32
 FULL_STROBE = 0b1111
+#: Deliberate bugs, for the negative formal test only: "strobe_on_error" strobes ``we``
+#: for a write in error (the error rule the formal harness checks).
+FAULT_INJECTIONS = ("strobe_on_error",)
 
 
 class AxiResp:
@@ -135,9 +138,19 @@ class AxiLiteSlave(wiring.Component):
     of polls cannot starve a write and vice versa.
     """
 
-    def __init__(self, addr_bits: int = ADDR_BITS):
+    def __init__(self, addr_bits: int = ADDR_BITS, *, _fault_inject: str | None = None):
         _check_addr_bits(addr_bits)
+        if _fault_inject is not None and _fault_inject not in FAULT_INJECTIONS:
+            raise ValueError(f"AxiLiteSlave _fault_inject must be one of "
+                             f"{', '.join(FAULT_INJECTIONS)} or None, not {_fault_inject!r}")
         self.addr_bits = addr_bits
+        self._fault_inject = _fault_inject
+        # The AW/W/AR holding registers, created here so the formal harness (formal/csr.py)
+        # can state what they hold: its k-induction needs that invariant.
+        self._aw_addr = Signal(addr_bits)
+        self._w_data = Signal(DATA_BITS)
+        self._w_strb = Signal(DATA_BITS // 8)
+        self._ar_addr = Signal(addr_bits)
         super().__init__({
             "axil": In(axil_signature(addr_bits)),
             "bus": Out(reg_bus_signature(addr_bits)),
@@ -148,13 +161,8 @@ class AxiLiteSlave(wiring.Component):
         axil, bus = self.axil, self.bus
 
         # ---- holding registers: one address/data per direction
-        aw_full = Signal()
-        aw_addr = Signal(self.addr_bits)
-        w_full = Signal()
-        w_data = Signal(DATA_BITS)
-        w_strb = Signal(DATA_BITS // 8)
-        ar_full = Signal()
-        ar_addr = Signal(self.addr_bits)
+        aw_full, w_full, ar_full = Signal(), Signal(), Signal()
+        aw_addr, w_data, w_strb, ar_addr = self._aw_addr, self._w_data, self._w_strb, self._ar_addr
         m.d.comb += [axil.awready.eq(~aw_full), axil.wready.eq(~w_full),
                      axil.arready.eq(~ar_full)]
         with m.If(axil.awvalid & axil.awready):
@@ -203,7 +211,8 @@ class AxiLiteSlave(wiring.Component):
         with m.Else():
             m.d.comb += resp.eq(AxiResp.OKAY)
         ok = ~resp.any()   # OKAY is 0
-        m.d.comb += [bus.we.eq(do_write & ok), bus.re.eq(do_read & ok)]
+        write_ok = Const(1) if self._fault_inject == "strobe_on_error" else ok
+        m.d.comb += [bus.we.eq(do_write & write_ok), bus.re.eq(do_read & ok)]
 
         with m.If(do_write):
             m.d.sync += [aw_full.eq(0), w_full.eq(0), bvalid.eq(1), bresp.eq(resp)]

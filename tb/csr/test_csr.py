@@ -25,15 +25,18 @@ import os
 import random
 
 import cocotb
+import pytest
 import pyuvm
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 from pyuvm import ConfigDB, uvm_check_e, uvm_env, uvm_sequence, uvm_status_e, uvm_test
 
+from hdl.csr import AxiLiteSlave
 from model.config import SystemConfig
 from model.regmap import GLOBAL_REGS, ID_VALUE, VF_BASE, VF_REGS, VF_STRIDE, vf_reg
 from tb.common.axil import CONFIG_KEY, FULL_STROBE, AxilAgent, AxilItem, AxilMaster, AxilResp
 from tb.common.regmodel import AxilRegAdapter, CsrRegModel, RegErrorLog, caps_value
+from tb.common.runner import run_tests, simulator_available
 
 ENV_N_VFS = "CSR_N_VFS"
 N_VFS = int(os.environ.get(ENV_N_VFS, "3"))
@@ -313,3 +316,21 @@ class RegModelTest(uvm_test):
             assert status == uvm_status_e.UVM_IS_OK
         tb.check()
         self.drop_objection()
+
+
+# ---------------------------------------------------------------- pytest entry
+# pytest entry: the cocotb/pyuvm bench of the AXI4-Lite slave (tb/csr) on Verilator and
+# Icarus. ``CSR_SEED`` picks the seed (logged by every cocotb test).
+
+SEED = int(os.environ.get("CSR_SEED", "20240705"))
+
+
+@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+def test_cocotb_csr(sim: str) -> None:
+    if not simulator_available(sim):
+        pytest.skip(f"{sim} is not installed")
+    pytest.importorskip("cocotbext.axi", reason="the AXI4-Lite agent needs cocotbext-axi "
+                                                "(pip install cocotbext-axi==0.1.28)")
+    print(f"cocotb csr tests on {sim}, COCOTB_RANDOM_SEED={SEED}, n_vfs={N_VFS}")
+    run_tests(sim, "csr", AxiLiteSlave, "tb.csr.test_csr", parameters={"addr_bits": 15},
+              extra_env={"CSR_N_VFS": str(N_VFS)}, seed=SEED)

@@ -16,6 +16,7 @@ import os
 import random
 
 import cocotb
+import pytest
 from amaranth.lib import data
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
@@ -23,8 +24,15 @@ from cocotb.utils import get_sim_time
 
 from hdl.formats import ChunkBeat, DmaStatus, bits_for, descriptor_layout
 from model.protocol import crc32
+from tb.common.runner import run_tests, simulator_available
 from tb.common.streams import StreamDriver, StreamMonitor
-from tb.dma.harness import HARNESS_LAYOUT, HARNESS_MAX_CHUNK, HARNESS_SLOTS
+from tb.dma.harness import (
+    HARNESS_LAYOUT,
+    HARNESS_MAX_CHUNK,
+    HARNESS_PARAMETERS,
+    HARNESS_SLOTS,
+    dma_harness,
+)
 
 DESC = descriptor_layout(HARNESS_LAYOUT, HARNESS_SLOTS)
 BEAT = data.Layout.cast(ChunkBeat)
@@ -274,3 +282,18 @@ async def bench_throughput(dut):
                        "cycles": cycles, "descriptors": n, "chunk_words": length}, f)
             f.write("\n")
     assert words_per_cycle >= 0.95
+
+
+# ---------------------------------------------------------------- pytest entry
+# pytest entry: the cocotb tests of tb/dma on Verilator and Icarus.
+
+SEED = 20240601
+
+
+@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+def test_cocotb_dma(sim):
+    if not simulator_available(sim):
+        pytest.skip(f"{sim} is not installed")
+    print(f"cocotb dma tests on {sim}, COCOTB_RANDOM_SEED={SEED}")
+    run_tests(sim, "dma_harness", dma_harness, "tb.dma.test_dma",
+              parameters=HARNESS_PARAMETERS, seed=SEED)

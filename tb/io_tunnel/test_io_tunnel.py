@@ -1,8 +1,8 @@
 """cocotb tests of hdl/io_tunnel.py on the generated Verilog of ``tb.io_tunnel.TunnelPair``
 (host half + device half back to back, each link direction through a FIFO with a stall gate).
 
-Run through tests/test_cocotb_io_tunnel.py, which builds the configuration named in
-``IO_TUNNEL_CONFIG``. Every test derives its seed from ``COCOTB_RANDOM_SEED`` and its own
+Run through tb/io_tunnel/test_io_tunnel.py, which builds the configuration named in
+``VFMIG_BENCH_CONFIG``. Every test derives its seed from ``COCOTB_RANDOM_SEED`` and its own
 name and logs it; a failure is reproduced with the same ``IO_TUNNEL_SEED``.
 
 The TB: stream drivers on the three record inputs (requests into the host half, responses
@@ -24,14 +24,24 @@ import random
 from collections import deque
 
 import cocotb
+import pytest
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from model.io_message import IoKind, MalformedIoMessage, decode, encode
 from model.link import FaultConfig
 from tb.common.link_fault import LinkFaultAgent
+from tb.common.runner import run_tests, simulator_available
 from tb.common.streams import StreamDriver, StreamMonitor
-from tb.io_tunnel import DIRECTIONS, WIRES, config_from_env, record_layouts
+from tb.io_tunnel import (
+    CONFIGS,
+    DIRECTIONS,
+    WIRES,
+    config_env,
+    config_from_env,
+    record_layouts,
+    tunnel_pair,
+)
 
 CLOCK_NS = 10
 # Wire faults of the link configuration in the tests that also stall the link.
@@ -97,7 +107,7 @@ class TB:
                    else f"fifo_depth {cfg['fifo_depth']}")
         dut._log.info("%s on config %s (%s, widths %s): seed %d (from "
                       "COCOTB_RANDOM_SEED=%s and the test name; rerun: IO_TUNNEL_SEED=%s "
-                      "pytest tests/test_cocotb_io_tunnel.py -k %s); idle %.2f, backpressure "
+                      "pytest tb/io_tunnel/test_io_tunnel.py -k %s); idle %.2f, backpressure "
                       "%.2f, link stall %.2f", name, cfg_name, channel, cfg["widths"],
                       self.seed, env_seed, env_seed, cfg_name, idle, backpressure, stall)
         self.board = Scoreboard(dut._log)
@@ -226,3 +236,23 @@ async def full_rate(dut):
     down, up = tb.fire_cycles["down"], tb.fire_cycles["up"]
     assert down[-1] - down[0] == 4 * n - 1, f"request beats not back to back: {down[:12]}"
     assert up[-1] - up[0] <= 4 * 2 * n - 1, f"up: {up[-1] - up[0]} cycles for {2 * n} messages"
+
+
+# ---------------------------------------------------------------- pytest entry
+# pytest entry of the TC_IO tunnel's cocotb bench (tb/io_tunnel): every configuration on
+# every installed simulator. ``IO_TUNNEL_SEED`` picks the seed (each cocotb test logs the seed
+# it derives from it); ``IO_TUNNEL_TESTCASE`` runs one cocotb test only.
+
+SEED = int(os.environ.get("IO_TUNNEL_SEED", "20240801"))
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+def test_io_tunnel(sim: str, config: str) -> None:
+    if not simulator_available(sim):
+        pytest.skip(f"{sim} is not installed")
+    print(f"cocotb io_tunnel tests on {sim}, config {config}, COCOTB_RANDOM_SEED={SEED}")
+    run_tests(sim, f"io_tunnel_{config}", lambda: tunnel_pair(config),
+              "tb.io_tunnel.test_io_tunnel",
+              parameters=CONFIGS[config], extra_env=config_env(config), seed=SEED,
+              testcase=os.environ.get("IO_TUNNEL_TESTCASE") or None)

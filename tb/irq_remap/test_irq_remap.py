@@ -18,7 +18,7 @@ The environment (``RemapEnv``):
 
 All per-cycle port work runs in one coroutine (``RemapBfm``); agents exchange whole
 transactions with it. ``bench_irq`` (plain cocotb) measures latency and throughput for
-tb/bench_irq.py. Seeds: ``COCOTB_RANDOM_SEED`` (logged) derives every generator's seed.
+tb/bench/irq.py. Seeds: ``COCOTB_RANDOM_SEED`` (logged) derives every generator's seed.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from collections import deque
 from pathlib import Path
 
 import cocotb
+import pytest
 import pyuvm
 from cocotb.clock import Clock
 from cocotb.triggers import Event, ReadOnly, RisingEdge, Timer
@@ -45,8 +46,11 @@ from pyuvm import (
     uvm_test,
 )
 
+from hdl.irq_remap import FAULT_INJECTIONS
 from model.irq_remap import RemapCommand, RemapEntry, RemapOp, ValidationMode
+from tb.common.runner import run_tests, simulator_available
 from tb.common.uvm import BfmDriver, SequencedAgent
+from tb.irq_remap import BENCH_PARAMS, build_remap, params_to_env
 
 from . import (
     ENV_KNOBS,
@@ -536,3 +540,47 @@ async def bench_irq(dut):
         Path(out).write_text(json.dumps(figure) + "\n")
     assert figure["remap_latency_cycles"] <= 2, figure
     assert figure["interrupts_per_cycle"] >= 0.95, figure
+
+
+# ---------------------------------------------------------------- pytest entry
+# pytest entry: the cocotb/pyuvm tests of tb/irq_remap on Verilator and Icarus, and the
+# negative tests: a remapper with a deliberate bug must make the interrupt scoreboard fail.
+
+SEED = 20240603
+MODULE = "tb.irq_remap.test_irq_remap"
+
+
+def _run(sim: str, tmp_path, fault_inject: str | None = None, testcase: str | None = None):
+    name = "irq_remap" if fault_inject is None else f"irq_remap_{fault_inject}"
+    env = {**params_to_env(BENCH_PARAMS), ENV_REPORT: str(tmp_path)}
+    print(f"cocotb irq_remap tests on {sim} ({name}), COCOTB_RANDOM_SEED={SEED}")
+    return run_tests(sim, name, lambda: build_remap(BENCH_PARAMS, fault_inject), MODULE,
+                     parameters={**BENCH_PARAMS.to_dict(), "fault_inject": fault_inject},
+                     testcase=testcase, extra_env=env, seed=SEED)
+
+
+@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+def test_cocotb_irq_remap(sim, tmp_path):
+    if not simulator_available(sim):
+        pytest.skip(f"{sim} is not installed")
+    _run(sim, tmp_path)
+    for test in ("Storm", "StormBackpressure"):
+        totals = json.loads((tmp_path / f"{test}.json").read_text())["totals"]
+        assert totals["errors"] == 0 and totals["lost"] == 0 and totals["duplicated"] == 0
+        assert totals["raised"] > 1000 and totals["spoof_blocked"] == totals["spoof_attempts"]
+
+
+# What each deliberate bug must show up as in the scoreboard.
+SYMPTOM = {"double_replay": "duplicated", "forget_pba": "lost"}
+
+
+@pytest.mark.parametrize("fault_inject", FAULT_INJECTIONS)
+@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+def test_cocotb_scoreboard_catches_broken_remapper(sim, fault_inject, tmp_path):
+    if not simulator_available(sim):
+        pytest.skip(f"{sim} is not installed")
+    with pytest.raises(SystemExit):   # the runner's way of failing a cocotb test in pytest
+        _run(sim, tmp_path, fault_inject, testcase="Storm")
+    report = json.loads((tmp_path / "Storm.json").read_text())
+    assert not report["failure"], report["failure"]   # failed by the scoreboard, not a crash
+    assert report["totals"][SYMPTOM[fault_inject]] > 0, report["totals"]

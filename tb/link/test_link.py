@@ -1,10 +1,10 @@
 """cocotb + pyuvm tests of hdl/link.py on the generated Verilog of ``tb.link.LinkPair``.
 
-Run through tests/test_cocotb_link.py (or ``python -m tb.bench_link`` for the goodput
-figures), which builds the configuration named in ``LINK_CONFIG``. Every test derives its
+Run through tb/link/test_link.py (or ``python -m tb.bench.link`` for the goodput
+figures), which builds the configuration named in ``VFMIG_BENCH_CONFIG``. Every test derives its
 seed from ``COCOTB_RANDOM_SEED`` and its name, logs it, and a failure is reproduced by
 running that test alone with the same ``COCOTB_RANDOM_SEED`` (``LINK_SEED=<seed>
-LINK_TESTCASE=<test> pytest tests/test_cocotb_link.py``).
+LINK_TESTCASE=<test> pytest tb/link/test_link.py``).
 
 Environment (``LinkEnv``):
 - a message agent (sequencer + driver) that hands messages to the BFM, per port and class;
@@ -33,6 +33,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 
 import cocotb
+import pytest
 import pyuvm
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
@@ -61,8 +62,9 @@ from model.link import (
     TrafficClass,
 )
 from model.protocol import Message, MsgType
+from tb.common.runner import run_tests, simulator_available
 from tb.common.uvm import PlannedCoverage, SequencedAgent
-from tb.link import PORTS, config_from_env
+from tb.link import CONFIGS, PORTS, config_env, config_from_env, link_pair
 
 CLOCK_NS = 10
 GOODPUT_TARGET = 0.90   # issue 4: migration payload per flit capacity at BER 0, default link
@@ -448,7 +450,7 @@ class LinkTestBase(uvm_test):
         env_seed = os.environ.get("COCOTB_RANDOM_SEED", "?")
         self.logger.info("%s on config %s %s: seed %d (from COCOTB_RANDOM_SEED=%s and the "
                          "test name); rerun: LINK_SEED=%s LINK_TESTCASE=%s pytest "
-                         "tests/test_cocotb_link.py -k %s", type(self).__name__, self.cfg_name,
+                         "tb/link/test_link.py -k %s", type(self).__name__, self.cfg_name,
                          self.params, self.seed, env_seed, env_seed, type(self).__name__,
                          self.cfg_name)
         ConfigDB().set(None, "*", "PARAMS", self.params)
@@ -811,3 +813,22 @@ class GoodputAtBer0(LinkTestBase):
             # is spent as the migration stream runs on its own).
             bound = latency["idle_link"]["max"] + self.params.max_payload_words + 8
             assert latency["during_migration"]["max"] <= bound, latency
+
+
+# ---------------------------------------------------------------- pytest entry
+# pytest entry of the link's cocotb/pyuvm bench (tb/link): every configuration on every
+# installed simulator. ``LINK_SEED`` picks the seed (each cocotb test logs the seed it derives
+# from it); ``LINK_TESTCASE`` runs one cocotb test only (to reproduce a failure).
+
+SEED = int(os.environ.get("LINK_SEED", "20240701"))
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+def test_link(sim: str, config: str) -> None:
+    if not simulator_available(sim):
+        pytest.skip(f"{sim} is not installed")
+    print(f"cocotb link tests on {sim}, config {config}, COCOTB_RANDOM_SEED={SEED}")
+    run_tests(sim, f"link_{config}", lambda: link_pair(config), "tb.link.test_link",
+              parameters=CONFIGS[config], extra_env=config_env(config), seed=SEED,
+              testcase=os.environ.get("LINK_TESTCASE") or None)

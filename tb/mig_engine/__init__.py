@@ -1,53 +1,18 @@
-"""cocotb bench of the migration engines (hdl/mig_engine.py) on the system top.
+"""The bench of hdl/mig_engine.py: re-exports tb/mig_engine/configs.py
+(the tests: tb/mig_engine/test_mig_engine.py)."""
 
-The elaboration parameters live here, shared by the pytest entry
-(tests/test_cocotb_mig_engine.py, which builds one System per configuration) and the cocotb
-tests (which read the configuration back from ``MIG_ENGINE_CONFIG``).  Each capability flag
-set is its own configuration, so its own Verilog and build.
-"""
+from .configs import (
+    CONFIG_ENV,
+    CONFIGS,
+    build,
+    from_env,
+    to_env,
+)
 
-from __future__ import annotations
-
-import json
-import os
-
-from model.config import SystemConfig
-from model.state import ImageLayout
-from model.vfio import ALL_FLAGS, MigrationFlags
-
-ENV_VAR = "MIG_ENGINE_CONFIG"
-
-_LAYOUT = ImageLayout(csr_words=4, msix_vectors=2, mem_words=32, block_words=8)
-
-
-def _small(flags: MigrationFlags) -> SystemConfig:
-    # One offload slot, so one migrated VF fills the offload device (MIG_REJECT test).
-    return SystemConfig(n_vfs=2, host_slots=2, offload_slots=1, layout=_LAYOUT,
-                        chunk_words=16, flags=flags)
-
-
-CONFIGS: dict[str, SystemConfig] = {
-    "all_flags": _small(ALL_FLAGS),
-    "stop_copy_only": _small(MigrationFlags.STOP_COPY),
-    "no_p2p": _small(MigrationFlags.STOP_COPY | MigrationFlags.PRE_COPY),
-}
-
-
-def to_env(config: SystemConfig) -> dict[str, str]:
-    return {ENV_VAR: json.dumps(config.to_dict(), sort_keys=True)}
-
-
-def from_env() -> SystemConfig:
-    text = os.environ.get(ENV_VAR)
-    if not text:
-        raise RuntimeError(f"{ENV_VAR} is not set: run these tests through "
-                           f"tests/test_cocotb_mig_engine.py")
-    d = json.loads(text)
-    d["layout"] = ImageLayout(**d["layout"])
-    d["flags"] = MigrationFlags(d["flags"])
-    return SystemConfig(**d)
-
-
-def build(config: SystemConfig):
-    from hdl.system import System
-    return System(config)
+__all__ = [
+    "CONFIGS",
+    "CONFIG_ENV",
+    "build",
+    "from_env",
+    "to_env",
+]

@@ -1,6 +1,6 @@
 """cocotb tests of the migration engines (hdl/mig_engine.py) on the system top.
 
-Run through tests/test_cocotb_mig_engine.py, which builds one System per capability-flag
+Run through tb/mig_engine/test_mig_engine.py, which builds one System per capability-flag
 set (``tb.mig_engine.CONFIGS``).  The register port (AXI4-Lite) is driven by
 ``tb.system.vmm.control_bus`` and VM traffic by ``tb.system.env.VmBfm``; every response is
 predicted by one ``model.state.GoldenVF`` per VF (``tb.system.traffic.Scoreboard``).
@@ -20,9 +20,11 @@ the test's name), so ``COCOTB_RANDOM_SEED`` alone reproduces a run.
 
 from __future__ import annotations
 
+import os
 import random
 
 import cocotb
+import pytest
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge, Timer
 
@@ -31,6 +33,8 @@ from model.protocol import Reason
 from model.regmap import CONTROL_CLEAR_ERROR, CONTROL_COMMIT, GLOBAL, ErrorCode
 from model.state import Op
 from model.vfio import DeviceState, path, supported_states
+from tb.common.runner import run_tests, simulator_available
+from tb.mig_engine import CONFIGS, build, to_env
 from tb.system.env import VmBfm
 from tb.system.link import SystemLink
 from tb.system.traffic import Scoreboard, TrafficGenerator
@@ -441,3 +445,22 @@ async def reject_no_free_slot(dut):
     await tb.stop_traffic()
     await tb.readback(VF0, VF1)
     tb.check_scoreboard()
+
+
+# ---------------------------------------------------------------- pytest entry
+# pytest entry of the migration-engine cocotb bench (tb/mig_engine) on the system top:
+# every capability-flag set (its own build) on Verilator and Icarus.  ``MIG_ENGINE_SEED``
+# picks the seed; each cocotb test logs the seed it derives from it.
+
+SEED = int(os.environ.get("MIG_ENGINE_SEED", "20240612"))
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+def test_cocotb_mig_engine(sim: str, config: str) -> None:
+    if not simulator_available(sim):
+        pytest.skip(f"{sim} is not installed")
+    cfg = CONFIGS[config]
+    print(f"mig_engine bench, {config} on {sim}, COCOTB_RANDOM_SEED={SEED}")
+    run_tests(sim, f"mig_system_{config}", lambda: build(cfg), "tb.mig_engine.test_mig_engine",
+              parameters=cfg.to_dict(), extra_env=to_env(cfg), seed=SEED)

@@ -16,6 +16,7 @@ import random
 from collections import Counter
 
 import cocotb
+import pytest
 from amaranth.lib import data
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
@@ -24,8 +25,9 @@ from hdl.formats import ChunkBeat
 from hdl.migproto import malformed_event_layout, message_header_layout
 from model.protocol import HEADER_FIELDS, Malformed, Message, MsgType, Reason, classify
 from model.protocol_vectors import DEFAULT_OUT
+from tb.common.runner import run_tests, simulator_available
 from tb.common.streams import StreamDriver, StreamMonitor, unpack
-from tb.migproto import HARNESS_PARAMETERS, random_message, random_valid
+from tb.migproto import HARNESS_PARAMETERS, build_harness, random_message, random_valid
 
 BEAT = data.Layout.cast(ChunkBeat)
 HEADER = message_header_layout()
@@ -235,3 +237,18 @@ async def encoder_vectors(dut):
                         [int(w, 16) for w in v["message"]["payload"]])
                 for v in vectors if v["message"] is not None]
     await _encode(tb, messages)
+
+
+# ---------------------------------------------------------------- pytest entry
+# pytest entry: the cocotb tests of tb/migproto (codec harness) on Verilator and Icarus.
+
+SEED = 20240604
+
+
+@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+def test_cocotb_migproto(sim):
+    if not simulator_available(sim):
+        pytest.skip(f"{sim} is not installed")
+    print(f"cocotb migproto tests on {sim}, COCOTB_RANDOM_SEED={SEED}")
+    run_tests(sim, "migproto_harness", build_harness, "tb.migproto.test_migproto",
+              parameters=HARNESS_PARAMETERS, seed=SEED)

@@ -6,22 +6,26 @@ traffic goes on, and the reads are scored against the whole-request reference
 (tb/profiler.reference_windows). With 32-bit counters the reads must also make valid model
 snapshots (``CounterSnapshot``/``DeviceSnapshot``) that ``model.profiler.Profiler`` analyses.
 
-The configuration comes from ``PROFILER_PARAMS`` (tests/test_cocotb_profiler.py); each test's
+The configuration comes from ``VFMIG_BENCH_CONFIG`` (tb/profiler/test_profiler.py); each test's
 seed is ``cocotb.RANDOM_SEED``, which cocotb derives from ``COCOTB_RANDOM_SEED`` and the full
 test name (load included): every test logs both, and the pair reproduces a run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 
 import cocotb
+import pytest
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge
 
 from model.profiler import Profiler as Analyser
+from tb.common.runner import run_tests, simulator_available
 from tb.profiler import (
+    CONFIGS,
     Cycle,
     Plan,
     ProfilerParams,
@@ -99,3 +103,21 @@ async def random_traffic_windows(dut, load: str) -> None:
         dev = device_snapshot(window.device, slots=(8, 4), link_words_per_cycle=2)
         report = Analyser().analyse(snaps, dev, end=window.end)
         assert report.contention.window == window.device["window"]
+
+
+# ---------------------------------------------------------------- pytest entry
+# pytest entry of the profiler's cocotb bench (tb/profiler): every configuration on every
+# installed simulator. ``PROFILER_SEED`` picks the seed (logged by every cocotb test).
+
+SEED = int(os.environ.get("PROFILER_SEED", "20240621"))
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+def test_cocotb_profiler(sim: str, config: str) -> None:
+    if not simulator_available(sim):
+        pytest.skip(f"{sim} is not installed")
+    params = CONFIGS[config]
+    print(f"cocotb profiler tests on {sim} ({config}), COCOTB_RANDOM_SEED={SEED}")
+    run_tests(sim, f"profiler_{config}", params.build, "tb.profiler.test_profiler",
+              parameters=dataclasses.asdict(params), extra_env=params.to_env(), seed=SEED)

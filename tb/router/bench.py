@@ -1,7 +1,7 @@
 """The router bench at cycle level, in plain Python: one object drives every input of the
 router (behind ``RouterHarness``) and consumes every output, once per clock edge.
 
-Both simulators use it unchanged: tests/test_router.py calls it from an amaranth.sim
+Both simulators use it unchanged: tests/hdl/test_router.py calls it from an amaranth.sim
 testbench, tb/router/test_router.py from one cocotb coroutine. Per cycle the adapter
 
 1. writes ``drive()`` (port name -> int) to the inputs,

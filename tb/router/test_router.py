@@ -1,7 +1,7 @@
 """cocotb + pyuvm tests of hdl/router.py (behind tb.router.harness.RouterHarness).
 
-Run through tests/test_cocotb_router.py, which builds the configuration named in
-``ROUTER_CONFIG``. The seed is ``cocotb.RANDOM_SEED`` (``COCOTB_RANDOM_SEED``); every test
+Run through tb/router/test_router.py, which builds the configuration named in
+``VFMIG_BENCH_CONFIG``. The seed is ``cocotb.RANDOM_SEED`` (``COCOTB_RANDOM_SEED``); every test
 logs it and a run is reproduced by its seed and test name alone.
 
 Environment: ``RouterEnv`` = a request agent (sequencer + driver), a control agent
@@ -20,9 +20,10 @@ from __future__ import annotations
 import os
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import cocotb
+import pytest
 import pyuvm
 from cocotb.clock import Clock
 from cocotb.triggers import Event, ReadOnly, RisingEdge, with_timeout
@@ -39,8 +40,9 @@ from pyuvm import (
 )
 
 from model.router import GoldenRouter, RouterCommand, RouterOp, RouterRequest, RouterTable
+from tb.common.runner import run_tests, simulator_available
 from tb.common.uvm import BfmDriver, PlannedCoverage, SequencedAgent
-from tb.router import RouterConfig
+from tb.router import CONFIGS, RouterConfig
 from tb.router.bench import (
     SETTLE,
     DeviceParams,
@@ -632,3 +634,20 @@ class HoldWithRequestsInside(RouterTestBase):
                 4 * cfg.queue_depth)]
             await RequestListSeq(f"mixed_{round_}", mixed).start(env.requests.seqr)
             await self.bfm.quiet(5000)
+
+
+# ---------------------------------------------------------------- pytest entry
+# pytest entry of the router's cocotb/pyuvm bench (tb/router): every configuration on every
+# installed simulator. ``ROUTER_SEED`` picks the seed (logged by every cocotb test).
+
+SEED = int(os.environ.get("ROUTER_SEED", "20240613"))
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+def test_router(sim: str, config: str) -> None:
+    if not simulator_available(sim):
+        pytest.skip(f"{sim} is not installed")
+    cfg = CONFIGS[config]
+    run_tests(sim, f"router_{config}", cfg.build, "tb.router.test_router",
+              parameters=asdict(cfg), extra_env=cfg.to_env(), seed=SEED)

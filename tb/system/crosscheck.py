@@ -5,7 +5,7 @@ each multi-word transfer split into one request per word at consecutive cycles, 
 RTL and the fast model see exactly the same requests); ``run_fastsim`` runs it in
 ``model.fastsim`` with the RTL configuration; ``compare`` matches the two runs.
 
-What must agree, and the tolerance (tests/test_cocotb_system.py checks it):
+What must agree, and the tolerance (tb/system/test_system.py checks it):
 
 - **decisions**: the same migrations, in the same order: (vf, source, target) of every
   migration the policy asked for. The window in which a decision falls may differ by one

@@ -1,15 +1,18 @@
 """cocotb tests of the VF unit's generated Verilog, scored against one GoldenVF per slot.
 
-Run through tests/test_cocotb_vf_unit.py (it builds the configuration named in
-``VF_UNIT_CONFIG``). Every test logs its seed; ``COCOTB_RANDOM_SEED`` reproduces a run.
+Run through tb/vf_unit/test_vf_unit.py (it builds the configuration named in
+``VFMIG_BENCH_CONFIG``). Every test logs its seed; ``COCOTB_RANDOM_SEED`` reproduces a run.
 """
 
 from __future__ import annotations
 
+import os
 import random
 from collections import deque
+from dataclasses import asdict
 
 import cocotb
+import pytest
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
@@ -23,8 +26,9 @@ from model.state import (
     image_digest,
     zero_image_digest,
 )
+from tb.common.runner import run_tests, simulator_available
 from tb.common.streams import StreamDriver, StreamMonitor
-from tb.vf_unit import VFUnitConfig
+from tb.vf_unit import CONFIGS, VFUnitConfig
 
 
 class TB:
@@ -361,3 +365,20 @@ async def state_port_beside_traffic(dut):
     tb.assert_clean()
     dut._log.info("%d state-port writes beside %d responses", dut_writes, tb.responses)
     assert dut_writes > 500
+
+
+# ---------------------------------------------------------------- pytest entry
+# pytest entry of the VF unit's cocotb bench (tb/vf_unit): every configuration on every
+# installed simulator. ``VF_UNIT_SEED`` picks the seed (logged by every cocotb test).
+
+SEED = int(os.environ.get("VF_UNIT_SEED", "20240611"))
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+def test_vf_unit(sim: str, config: str) -> None:
+    if not simulator_available(sim):
+        pytest.skip(f"{sim} is not installed")
+    cfg = CONFIGS[config]
+    run_tests(sim, f"vf_unit_{config}", cfg.build, "tb.vf_unit.test_vf_unit",
+              parameters=asdict(cfg), extra_env=cfg.to_env(), seed=SEED)

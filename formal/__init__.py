@@ -1,0 +1,1 @@
+"""Formal property harnesses of the control blocks, run by ``make formal`` (SymbiYosys)."""
