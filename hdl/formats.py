@@ -10,15 +10,11 @@ turns them into ``amaranth.lib.data`` layouts so blocks and tests agree bit for 
 from amaranth.hdl import unsigned
 from amaranth.lib import data
 
+from model.common import bits_for  # re-exported: hdl blocks import it from here
 from model.protocol import HEADER_FIELDS
 from model.state import OP_BITS, ImageLayout
 
 from .irq_remap import delivery_layout
-
-
-def bits_for(n: int) -> int:
-    """Bits to index ``n`` items (at least 1)."""
-    return max(1, (n - 1).bit_length())
 
 
 def vf_request_layout(layout: ImageLayout, n_slots: int, tag_bits: int) -> data.StructLayout:

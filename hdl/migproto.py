@@ -17,11 +17,12 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from model.common import bits_for, check_int
 from model.protocol import HEADER_FIELDS, MAX_VFS, MsgType, Reason
 from model.protocol_vectors import Malformed, payload_bounds, trailer_words
 
 from .crc32 import CRC32_INIT, CRC32_XOROUT, crc32_word_update
-from .formats import ChunkBeat, bits_for
+from .formats import ChunkBeat
 
 HEADER_QUEUE_DEPTH = 4  # decoded headers waiting for the consumer
 _SKID_DEPTH = 4         # payload words read out of the buffer ahead of the consumer
@@ -52,13 +53,6 @@ def malformed_event_layout() -> data.StructLayout:
     ``type`` and ``vf`` are the dropped header word's fields, whatever they held."""
     return data.StructLayout({"valid": 1, "reason": bits_for(len(Malformed)),
                               "type": HEADER_FIELDS["type"][1], "vf": HEADER_FIELDS["vf"][1]})
-
-
-def _check_int(name: str, value, lo: int, hi: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in [{lo}, {hi}], not {value}")
 
 
 def _payload_length_ok(m: Module, header, max_chunk_words: int) -> Signal:
@@ -132,15 +126,16 @@ class MigProtoDecoder(wiring.Component):
 
     def __init__(self, n_vfs: int, max_chunk_words: int, buffer_words: int | None = None,
                  counter_bits: int = 16):
-        _check_int("n_vfs", n_vfs, 1, MAX_VFS)
+        check_int("MigProtoDecoder", "n_vfs", n_vfs, 1, MAX_VFS)
         max_length = (1 << HEADER_FIELDS["length"][1]) - 1
-        _check_int("max_chunk_words", max_chunk_words, 1, max_length)
+        check_int("MigProtoDecoder", "max_chunk_words", max_chunk_words, 1, max_length)
         if buffer_words is None:
             buffer_words = 1 << (2 * (max_chunk_words + 1) - 1).bit_length()
-        _check_int("buffer_words", buffer_words, max_chunk_words + 1, 1 << 20)
+        check_int("MigProtoDecoder", "buffer_words", buffer_words, max_chunk_words + 1, 1 << 20)
         if buffer_words & (buffer_words - 1):
-            raise ValueError(f"buffer_words must be a power of two, not {buffer_words}")
-        _check_int("counter_bits", counter_bits, 1, 64)
+            raise ValueError(f"MigProtoDecoder buffer_words must be a power of two, "
+                             f"not {buffer_words}")
+        check_int("MigProtoDecoder", "counter_bits", counter_bits, 1, 64)
         self.n_vfs, self.max_chunk_words = n_vfs, max_chunk_words
         self.buffer_words, self.counter_bits = buffer_words, counter_bits
         super().__init__({
@@ -158,22 +153,9 @@ class MigProtoDecoder(wiring.Component):
         addr_bits = depth.bit_length() - 1
         ptr_bits = addr_bits + 1  # one more bit tells a full buffer from an empty one
 
-        # ---- header word checks, on the beat being received (word 0 in state HEAD)
         word = self.rx.payload.data
         last = self.rx.payload.last
-        head = Signal(header_word_layout())
-        m.d.comb += head.eq(word)
-        length_ok = _payload_length_ok(m, head, self.max_chunk_words)
-        head_error = Signal(Malformed)
-        with m.If(~head.type.matches(*(int(t) for t in MsgType))):
-            m.d.comb += head_error.eq(Malformed.TYPE)
-        with m.Elif(~head.reason.matches(*(int(r) for r in Reason))):
-            m.d.comb += head_error.eq(Malformed.REASON)
-        with m.Elif(~length_ok):
-            m.d.comb += head_error.eq(Malformed.LENGTH)
-        with m.Elif(head.vf >= self.n_vfs):
-            m.d.comb += head_error.eq(Malformed.VF)
-
+        head, head_error = self._check_header(m, word)
         hdr = Signal(header_word_layout())   # word 0 of the message being received
         arg = Signal(32)
         error = Signal(Malformed)            # the reason its drop will report
@@ -272,7 +254,31 @@ class MigProtoDecoder(wiring.Component):
                      self.malformed.type.eq(drop_header.type),
                      self.malformed.vf.eq(drop_header.vf)]
 
-        # ---- counters
+        self._count_drops(m, drop, drop_reason)
+        self._read_out(m, rd, committed, read_ptr, headers, addr_bits)
+        return m
+
+    def _check_header(self, m, word):
+        """The header checks on the beat being received (word 0 in state HEAD); returns
+        the header view and the first reason it is malformed (``Malformed.NONE``)."""
+        head = Signal(header_word_layout())
+        m.d.comb += head.eq(word)
+        length_ok = _payload_length_ok(m, head, self.max_chunk_words)
+        head_error = Signal(Malformed)
+        with m.If(~head.type.matches(*(int(t) for t in MsgType))):
+            m.d.comb += head_error.eq(Malformed.TYPE)
+        with m.Elif(~head.reason.matches(*(int(r) for r in Reason))):
+            m.d.comb += head_error.eq(Malformed.REASON)
+        with m.Elif(~length_ok):
+            m.d.comb += head_error.eq(Malformed.LENGTH)
+        with m.Elif(head.vf >= self.n_vfs):
+            m.d.comb += head_error.eq(Malformed.VF)
+
+        return head, head_error
+
+    def _count_drops(self, m, drop, drop_reason):
+        """Saturating counters per drop reason; ``NONE`` counts every drop and every
+        ``unexpected`` pulse."""
         saturated = (1 << self.counter_bits) - 1
         total = self.counts[Malformed.NONE]
         events = Signal(2)
@@ -291,7 +297,10 @@ class MigProtoDecoder(wiring.Component):
             with m.If(hit & (count != saturated)):
                 m.d.sync += count.eq(count + 1)
 
-        # ---- read side: buffer -> skid queue (one read in flight) -> payload stream
+
+    def _read_out(self, m, rd, committed, read_ptr, headers, addr_bits):
+        """Read side: buffer -> skid queue (one read in flight) -> payload stream, each
+        message's header first."""
         skid = m.submodules.skid = fifo.SyncFIFO(width=data.Layout.cast(ChunkBeat).size,
                                                  depth=_SKID_DEPTH)
         in_flight = Signal()
@@ -319,7 +328,6 @@ class MigProtoDecoder(wiring.Component):
                                         | (out_header.type == MsgType.STATE_DATA))
         with m.If(self.payload.valid & self.payload.ready & self.payload.payload.last):
             m.d.sync += payload_open.eq(0)
-        return m
 
 
 class MigProtoEncoder(wiring.Component):

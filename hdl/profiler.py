@@ -21,10 +21,9 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from model.common import bits_for, check_int
 from model.config import Device
 from model.profiler import DEFAULT_BINS, CounterSnapshot, DeviceSnapshot
-
-from .formats import bits_for
 
 MAX_VFS = 255        # the device registers are row n_vfs of an 8-bit VF address
 SLOT_COUNT_BITS = 8  # slots per device <= 255 (SystemConfig)
@@ -71,13 +70,6 @@ PROFILER_DEVICE_REGS = device_register_names()
 
 _VF_COUNTERS = ("requests", "bytes", "latency_sum", "latency_max", "occupancy")
 _DEVICE_COUNTERS = ("window", "busy", "link_words")
-
-
-def _check_int(name: str, value, low: int, high: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"Profiler {name} must be an integer, not {value!r}")
-    if not low <= value <= high:
-        raise ValueError(f"Profiler {name} must be between {low} and {high}, not {value}")
 
 
 def _check_model_fields(n_bins: int) -> None:
@@ -171,13 +163,13 @@ class Profiler(wiring.Component):
     def __init__(self, n_vfs: int, *, tag_bits: int = 8, latency_bits: int = 24,
                  n_bins: int = DEFAULT_BINS, counter_bits: int = 32, words_bits: int = 8,
                  link_word_bits: int = 2):
-        _check_int("n_vfs", n_vfs, 1, MAX_VFS)
-        _check_int("tag_bits", tag_bits, 1, 16)
-        _check_int("counter_bits", counter_bits, 8, 32)
-        _check_int("latency_bits", latency_bits, 2, counter_bits)
-        _check_int("n_bins", n_bins, 2, latency_bits + 1)
-        _check_int("words_bits", words_bits, 1, min(16, counter_bits - 2))
-        _check_int("link_word_bits", link_word_bits, 1, 8)
+        check_int("Profiler", "n_vfs", n_vfs, 1, MAX_VFS)
+        check_int("Profiler", "tag_bits", tag_bits, 1, 16)
+        check_int("Profiler", "counter_bits", counter_bits, 8, 32)
+        check_int("Profiler", "latency_bits", latency_bits, 2, counter_bits)
+        check_int("Profiler", "n_bins", n_bins, 2, latency_bits + 1)
+        check_int("Profiler", "words_bits", words_bits, 1, min(16, counter_bits - 2))
+        check_int("Profiler", "link_word_bits", link_word_bits, 1, 8)
         _check_model_fields(n_bins)
         self.n_vfs, self.tag_bits, self.latency_bits = n_vfs, tag_bits, latency_bits
         self.n_bins, self.counter_bits = n_bins, counter_bits

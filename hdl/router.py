@@ -19,7 +19,8 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hdl.formats import VF_ID_BITS, bits_for
+from hdl.formats import VF_ID_BITS
+from model.common import bits_for, check_int
 from model.router import CTL_OP_BITS, RouterOp
 from model.state import OP_BITS, ImageLayout
 
@@ -64,13 +65,6 @@ def control_layout(vf_bits: int, n_devices: int, max_slots: int) -> data.StructL
     """A table command: ``op`` is a ``model.router.RouterOp``."""
     return data.StructLayout({"op": CTL_OP_BITS, "vf": vf_bits, "device": bits_for(n_devices),
                               "slot": bits_for(max_slots)})
-
-
-def _check_int(name: str, value, low: int, high: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"Router {name} must be an integer, not {value!r}")
-    if not low <= value <= high:
-        raise ValueError(f"Router {name} must be between {low} and {high}, not {value}")
 
 
 class Router(wiring.Component):
@@ -190,8 +184,8 @@ class Router(wiring.Component):
             raise ValueError(f"Router _fault_inject must be one of "
                              f"{', '.join(FAULT_INJECTIONS)} or None, not {_fault_inject!r}")
         self._fault_inject = _fault_inject
-        _check_int("n_vfs", n_vfs, 1, _MAX_VFS)
-        _check_int("n_devices", n_devices, 1, _MAX_DEVICES)
+        check_int("Router", "n_vfs", n_vfs, 1, _MAX_VFS)
+        check_int("Router", "n_devices", n_devices, 1, _MAX_DEVICES)
         if isinstance(slots_per_device, (str, bytes)) or not isinstance(slots_per_device,
                                                                          Sequence):
             raise TypeError(f"Router slots_per_device must be a sequence of integers, "
@@ -200,18 +194,18 @@ class Router(wiring.Component):
             raise ValueError(f"Router slots_per_device must have n_devices={n_devices} "
                              f"entries, not {len(slots_per_device)}")
         for slots in slots_per_device:
-            _check_int("slots_per_device entry", slots, 1, _MAX_SLOTS)
+            check_int("Router", "slots_per_device entry", slots, 1, _MAX_SLOTS)
         if addr_bits is None:
             addr_bits = ImageLayout().addr_bits
-        _check_int("addr_bits", addr_bits, 1, 32)
-        _check_int("tag_bits", tag_bits, 1, 16)
-        _check_int("queue_depth", queue_depth, 1, _MAX_QUEUE_DEPTH)
+        check_int("Router", "addr_bits", addr_bits, 1, 32)
+        check_int("Router", "tag_bits", tag_bits, 1, 16)
+        check_int("Router", "queue_depth", queue_depth, 1, _MAX_QUEUE_DEPTH)
         if queue_depth & (queue_depth - 1):
             raise ValueError(f"Router queue_depth must be a power of two, not {queue_depth}")
-        _check_int("max_in_flight", max_in_flight, 1, _MAX_IN_FLIGHT)
+        check_int("Router", "max_in_flight", max_in_flight, 1, _MAX_IN_FLIGHT)
         if vf_bits is None:
             vf_bits = bits_for(n_vfs)
-        _check_int("vf_bits", vf_bits, bits_for(n_vfs), 8)
+        check_int("Router", "vf_bits", vf_bits, bits_for(n_vfs), 8)
         if initial is not None:
             if len(initial) != n_vfs:
                 raise ValueError(f"Router initial must have n_vfs={n_vfs} entries, "

@@ -16,7 +16,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hdl.formats import bits_for, irq_layout, vf_request_layout, vf_response_layout
+from hdl.formats import irq_layout, vf_request_layout, vf_response_layout
+from model.common import bits_for, check_int
 from model.state import (
     DIGEST_K1,
     DIGEST_K2,
@@ -45,13 +46,6 @@ def popcount(bits):
         pairs = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
         terms = pairs + terms[len(pairs) * 2:]
     return terms[0]
-
-
-def _check_int(name: str, value, low: int, high: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"VFUnit {name} must be an integer, not {value!r}")
-    if not low <= value <= high:
-        raise ValueError(f"VFUnit {name} must be between {low} and {high}, not {value}")
 
 
 class VFUnit(wiring.Component):
@@ -129,9 +123,9 @@ class VFUnit(wiring.Component):
                  tag_bits: int = 8):
         if not isinstance(layout, ImageLayout):
             raise TypeError(f"VFUnit layout must be an ImageLayout, not {layout!r}")
-        _check_int("n_slots", n_slots, 1, 256)
-        _check_int("service_latency", service_latency, 2, 4096)
-        _check_int("tag_bits", tag_bits, 1, 16)
+        check_int("VFUnit", "n_slots", n_slots, 1, 256)
+        check_int("VFUnit", "service_latency", service_latency, 2, 4096)
+        check_int("VFUnit", "tag_bits", tag_bits, 1, 16)
         self.layout = layout
         self.n_slots = n_slots
         self.service_latency = service_latency

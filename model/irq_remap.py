@@ -51,6 +51,8 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
+from .common import bits_for, check_int
+
 __all__ = [
     "SOURCE_DEVICE_BITS", "SOURCE_SLOT_BITS", "CTL_OP_BITS", "FAULT_REASON_BITS",
     "MAX_TABLE_ENTRIES", "ValidationMode", "FaultReason", "RemapOp", "Outcome", "RemapParams",
@@ -94,18 +96,6 @@ class Outcome(IntEnum):
     BLOCKED = 3
 
 
-def _bits(n: int) -> int:
-    """Bits to index ``n`` items (at least 1), as hdl.formats.bits_for."""
-    return max(1, (n - 1).bit_length())
-
-
-def _check_int(name: str, value, low: int, high: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"IrqRemap {name} must be an integer, not {value!r}")
-    if not low <= value <= high:
-        raise ValueError(f"IrqRemap {name} must be between {low} and {high}, not {value}")
-
-
 @dataclass(frozen=True)
 class RemapParams:
     """Geometry and field widths of a remapper; validated once for model and HDL."""
@@ -116,11 +106,11 @@ class RemapParams:
     fault_depth: int = 8
 
     def __post_init__(self):
-        _check_int("n_vfs", self.n_vfs, 1, 255)
-        _check_int("n_vectors", self.n_vectors, 1, 2048)
-        _check_int("vm_bits", self.vm_bits, 1, 16)
-        _check_int("guest_vector_bits", self.guest_vector_bits, 1, 16)
-        _check_int("fault_depth", self.fault_depth, 1, 256)
+        check_int("IrqRemap", "n_vfs", self.n_vfs, 1, 255)
+        check_int("IrqRemap", "n_vectors", self.n_vectors, 1, 2048)
+        check_int("IrqRemap", "vm_bits", self.vm_bits, 1, 16)
+        check_int("IrqRemap", "guest_vector_bits", self.guest_vector_bits, 1, 16)
+        check_int("IrqRemap", "fault_depth", self.fault_depth, 1, 256)
         if self.n_handles > MAX_TABLE_ENTRIES:
             raise ValueError(f"IrqRemap table must have at most {MAX_TABLE_ENTRIES} entries "
                              f"(n_vfs * vector_stride = {self.n_vfs} * {self.vector_stride}), "
@@ -128,11 +118,11 @@ class RemapParams:
 
     @property
     def vf_bits(self) -> int:
-        return _bits(self.n_vfs)
+        return bits_for(self.n_vfs)
 
     @property
     def vector_bits(self) -> int:
-        return _bits(self.n_vectors)
+        return bits_for(self.n_vectors)
 
     @property
     def vector_stride(self) -> int:
