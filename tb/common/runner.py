@@ -34,7 +34,16 @@ _INSTALL_HINT = {
 # Icarus: cocotb compiles with -g2012, where a declaration initialiser (``reg t = 0;``) raises
 # no event at time 0, so Yosys' time-0 kick of every ``always @*`` never fires and logic whose
 # inputs do not change stays X after reset; a later -g2005 restores it.
-BUILD_ARGS = {"verilator": ["-Wno-fatal", "--assert"], "icarus": ["-g2005"]}
+# Verilator: cocotb's runner passes --public-flat-rw, which keeps every internal net of the
+# model as a VPI-visible variable and blocks most of Verilator's optimisation.
+# --no-public-flat-rw after it undoes that; the control file written by ``public_config``
+# makes the top's own signals public again, which is all the benches read (they touch ports
+# only; an internal signal a test needs becomes a top-level port or goes into
+# PUBLIC_EXCEPTIONS).
+BUILD_ARGS = {"verilator": ["-Wno-fatal", "--assert", "--no-public-flat-rw"],
+              "icarus": ["-g2005"]}
+# Internal signals (module name, variable pattern) a bench reads beside the top's ports.
+PUBLIC_EXCEPTIONS: tuple[tuple[str, str], ...] = ()
 
 
 class SimulatorError(RuntimeError):
@@ -81,6 +90,26 @@ def simulator_available(sim: str) -> bool:
     return True
 
 
+def public_config(top: str, directory: Path) -> Path:
+    """Write the Verilator control file that makes ``top``'s signals (and the named
+    exceptions) public; returns its absolute path (Verilator reads it from the build
+    directory's make run, so it must be absolute)."""
+    lines = ["`verilator_config", f'public_flat_rw -module "{top}" -var "*"']
+    lines += [f'public_flat_rw -module "{module}" -var "{var}"'
+              for module, var in PUBLIC_EXCEPTIONS]
+    path = (directory / "public.vlt").resolve()
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def build_args(sim: str, top: str, directory: Path) -> list[str]:
+    """The simulator's build arguments for ``top`` built in ``directory``."""
+    args = list(BUILD_ARGS[sim])
+    if sim == "verilator":
+        args.append(str(public_config(top, directory)))
+    return args
+
+
 def default_simulator() -> str:
     return os.environ.get("SIM", "verilator")
 
@@ -97,7 +126,8 @@ def build(sim: str, name: str, component_factory: Callable[[], object],
     key_src = json.dumps(parameters or {}, sort_keys=True, default=str)
     staging = staging / hashlib.sha1(key_src.encode()).hexdigest()[:10]
     vpath = write_verilog(component_factory(), name, staging, parameters)
-    digest = hashlib.sha1(vpath.read_bytes() + repr(BUILD_ARGS[sim]).encode()).hexdigest()[:12]
+    key = repr((BUILD_ARGS[sim], PUBLIC_EXCEPTIONS)).encode()
+    digest = hashlib.sha1(vpath.read_bytes() + key).hexdigest()[:12]
     build_dir = BUILD / "sim_build" / f"{name}-{sim}-{digest}"
     build_dir.mkdir(parents=True, exist_ok=True)
     stamp = build_dir / "built.ok"
@@ -106,7 +136,7 @@ def build(sim: str, name: str, component_factory: Callable[[], object],
         if not stamp.exists():
             source = build_dir / f"{name}.v"
             shutil.copy(vpath, source)
-            args = BUILD_ARGS[sim]
+            args = build_args(sim, name, build_dir)
             get_runner(sim).build(
                 sources=[source], hdl_toplevel=name, build_dir=build_dir, build_args=args,
                 timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
