@@ -1,4 +1,4 @@
-"""The interrupt remapper: IRTE table, source-id check, PBA, per-VF hold (docs/design.md `irq_remap`).
+"""The interrupt remapper: IRTE table, source-id check, PBA, per-VF hold (docs/design.md).
 
 Semantics, entry format and fault reasons are defined once in ``model/irq_remap.py``
 (``GoldenIrqRemap`` is the reference); this file only implements them at one interrupt per
