@@ -67,7 +67,7 @@ help:
 	@echo "                  placement policies (fastsim) -> build/bench/*.json"
 	@echo "  make formal     SymbiYosys per block (BMC, k-induction, cover) -> build/formal/summary.json"
 	@echo "                  (BLOCK=name checks one; docs/formal.md says what is proved)"
-	@echo "  make docs       regenerate docs/regmap.md and docs/protocol.md from model/"
+	@echo "  make docs       regenerate docs/regmap.md, docs/protocol.md (from model/) and docs/blocks.md"
 	@echo "  make venv       create .venv with the pinned dependencies (done by every target)"
 	@echo "  make clean      remove build/ and sim_build/;  make distclean also removes .venv"
 	@echo "knobs: SIM=verilator|icarus (default verilator)  SEED=<int> (default 1)  SLOW=1 (make test: also the slow tests)"
@@ -127,7 +127,8 @@ formal: $(STAMP)
 docs: $(STAMP)
 	$(PY) -c 'from model.regmap import markdown; open("docs/regmap.md", "w").write(markdown())'
 	$(PY) -m model.protocol_doc
-	@echo "wrote docs/regmap.md and docs/protocol.md"
+	$(PY) -m hdl.block_doc
+	@echo "wrote docs/regmap.md, docs/protocol.md and docs/blocks.md"
 
 clean:
 	rm -rf build sim_build
