@@ -11,6 +11,7 @@ SIM_ARGS ?=
 POLICY ?=
 TRACE ?=
 PYTEST_ARGS ?=
+JUNIT := build/test/junit.xml
 SLOW ?=
 PYTHON ?= python3
 VENV ?= .venv
@@ -60,7 +61,8 @@ help:
 	@echo "                  TRACE=file; SIM_ARGS='--policy plan' runs the scripted migrations);"
 	@echo "                  prints a report and writes build/sim/report.json (SIM_ARGS=... passes knobs)"
 	@echo "  make test       every test: model and amaranth.sim unit tests + cocotb benches"
-	@echo "                  (both simulators where installed; SIM=... restricts the benches)"
+	@echo "                  (both simulators where installed; SIM=... restricts the benches);"
+	@echo "                  writes build/test/junit.xml"
 	@echo "  make verilog    build/verilog/<block>.v + <block>.json for every block and the top"
 	@echo "  make lint       verilator --lint-only -Wall over the generated Verilog, then ruff"
 	@echo "  make bench      DMA, interrupt remapping, link goodput, downtime vs. image size (RTL) and"
@@ -95,8 +97,11 @@ sim: $(STAMP)
 
 test: $(STAMP)
 	@$(if $(filter file,$(origin SIM)),true,$(CHECK_SIM))
+	@mkdir -p $(dir $(JUNIT))
 	$(PY) -m pytest -n 2 $(if $(filter file,$(origin SIM)),,--sim $(SIM)) $(if $(SLOW),,-m 'not slow') \
-		$(PYTEST_ARGS) tests tb
+		--junitxml=$(JUNIT) $(PYTEST_ARGS) tests tb \
+		|| { status=$$?; echo "JUnit report: $(JUNIT)"; exit $$status; }
+	@echo "JUnit report: $(JUNIT)"
 
 verilog: $(STAMP)
 	$(PY) -m hdl.generate --out $(VERILOG_DIR)
