@@ -1,8 +1,17 @@
 """Small pyuvm pieces shared by the benches."""
 
 from collections import Counter
+from collections.abc import Iterable
 
-from pyuvm import ConfigDB, uvm_agent, uvm_driver, uvm_sequencer
+from pyuvm import (
+    ConfigDB,
+    uvm_agent,
+    uvm_analysis_port,
+    uvm_driver,
+    uvm_monitor,
+    uvm_sequence,
+    uvm_sequencer,
+)
 
 
 class BfmDriver(uvm_driver):
@@ -21,6 +30,51 @@ class BfmDriver(uvm_driver):
 
     async def drive(self, item):
         raise NotImplementedError(f"{type(self).__name__} must define drive(item)")
+
+
+class BfmMonitor(uvm_monitor):
+    """Publishes what the bus-functional model (ConfigDB "BFM") reports.
+
+    ``HOOKS`` maps a BFM callback attribute to the analysis port (``self.<port>``) that
+    publishes it: a callback with one argument writes that argument, one with several writes
+    them as one tuple (``on_raise(cycle, ev)`` -> ``(cycle, ev)``)."""
+
+    HOOKS: dict[str, str] = {}
+
+    def build_phase(self):
+        self.bfm = ConfigDB().get(self, "", "BFM")
+        for port in dict.fromkeys(self.HOOKS.values()):
+            setattr(self, port, uvm_analysis_port(port, self))
+
+    def connect_phase(self):
+        for hook, port in self.HOOKS.items():
+            setattr(self.bfm, hook, _publisher(getattr(self, port)))
+
+
+def _publisher(port):
+    def publish(*args):
+        port.write(args if len(args) > 1 else args[0])
+    return publish
+
+
+class ItemListSeq(uvm_sequence):
+    """Sends one sequence item per element of a fixed list, in order: ``item(element)``,
+    by default ``ITEM(element)`` (``ITEM = None`` sends the elements themselves)."""
+
+    ITEM: type | None = None
+
+    def __init__(self, name: str, elements: Iterable):
+        super().__init__(name)
+        self.elements = list(elements)
+
+    def item(self, element):
+        return element if self.ITEM is None else self.ITEM(element)
+
+    async def body(self):
+        for element in self.elements:
+            item = self.item(element)
+            await self.start_item(item)
+            await self.finish_item(item)
 
 
 class SequencedAgent(uvm_agent):
