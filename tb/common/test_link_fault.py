@@ -15,9 +15,9 @@ import random
 import pytest
 
 from model.link import FaultConfig, Flit
-from tb.common.link_fault import FaultyChannel, derive_seeds
+from tb.common.link_fault import FaultyChannel
 from tb.common.runner import bench_matrix, run_tests
-from tb.common.seeds import bench_seed, generator_seeds
+from tb.common.seeds import bench_seed, derive_seeds, generator_seeds
 
 SEED = bench_seed(20240802)   # VFMIG_SEED overrides it
 WIDTH = 64

@@ -16,9 +16,6 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from hdl.formats import irq_layout, vf_request_layout, vf_response_layout
 from model.state import (
-    MSIX_ADDR_LO,
-    MSIX_CTRL,
-    MSIX_DATA,
     GoldenVF,
     Op,
     image_digest,
@@ -28,6 +25,7 @@ from tb.common.runner import bench_matrix
 from tb.common.seeds import bench_seed, generator_seeds
 from tb.common.streams import StreamDriver, StreamMonitor
 from tb.vf_unit import CONFIGS, VFUnitConfig
+from tb.vf_unit.stimulus import random_request
 
 
 class TB:
@@ -159,29 +157,9 @@ class TB:
 
     # -------------------------------------------------------------- stimulus
     def random_request(self, addr_limit: int | None = None) -> dict:
-        rng, lay = self.rng, self.layout
-        limit = addr_limit or lay.image_words
-        op = rng.choice([Op.READ, Op.WRITE, Op.ADD, Op.NOTIFY, Op.NOTIFY])
-        vector = rng.randrange(lay.msix_vectors)
-        kind = rng.random()
-        if op == Op.NOTIFY:
-            addr = rng.randrange(lay.stride)
-            data = vector if kind < 0.9 else rng.choice([lay.msix_vectors, rng.getrandbits(32)])
-        elif kind < 0.35:
-            addr, data = lay.msix_word(vector, MSIX_CTRL), rng.choice([0, 1, 1, 0xFFFF_FFFF])
-        elif kind < 0.5:
-            addr = lay.msix_word(vector, rng.choice([MSIX_ADDR_LO, MSIX_DATA]))
-            data = rng.getrandbits(32)
-        elif kind < 0.58:
-            addr = lay.pba_base + rng.randrange(lay.pba_words)
-            data = rng.getrandbits(32) & rng.getrandbits(32)
-        elif kind < 0.95 or addr_limit:
-            addr, data = rng.randrange(limit), rng.getrandbits(32)
-        else:
-            addr, data = rng.randrange(lay.image_words, lay.stride), rng.getrandbits(32)
+        slot, op, addr, data = random_request(self.rng, self.layout, self.n_slots, addr_limit)
         self.tag = (self.tag + 1) % (1 << self.cfg.tag_bits)
-        return {"slot": rng.randrange(self.n_slots), "op": int(op), "addr": addr,
-                "data": data, "tag": self.tag}
+        return {"slot": slot, "op": int(op), "addr": addr, "data": data, "tag": self.tag}
 
     async def traffic(self, count: int, addr_limit: int | None = None) -> None:
         for _ in range(count):
