@@ -11,6 +11,7 @@ SIM_ARGS ?=
 POLICY ?=
 TRACE ?=
 PYTEST_ARGS ?=
+JUNIT := build/test/junit.xml
 SLOW ?=
 PYTHON ?= python3
 VENV ?= .venv
@@ -60,14 +61,15 @@ help:
 	@echo "                  TRACE=file; SIM_ARGS='--policy plan' runs the scripted migrations);"
 	@echo "                  prints a report and writes build/sim/report.json (SIM_ARGS=... passes knobs)"
 	@echo "  make test       every test: model and amaranth.sim unit tests + cocotb benches"
-	@echo "                  (both simulators where installed; SIM=... restricts the benches)"
+	@echo "                  (both simulators where installed; SIM=... restricts the benches);"
+	@echo "                  writes build/test/junit.xml"
 	@echo "  make verilog    build/verilog/<block>.v + <block>.json for every block and the top"
 	@echo "  make lint       verilator --lint-only -Wall over the generated Verilog, then ruff"
 	@echo "  make bench      DMA, interrupt remapping, link goodput, downtime vs. image size (RTL) and"
 	@echo "                  placement policies (fastsim) -> build/bench/*.json"
 	@echo "  make formal     SymbiYosys per block (BMC, k-induction, cover) -> build/formal/summary.json"
 	@echo "                  (BLOCK=name checks one; docs/formal.md says what is proved)"
-	@echo "  make docs       regenerate docs/regmap.md and docs/protocol.md from model/"
+	@echo "  make docs       regenerate docs/regmap.md, docs/protocol.md (from model/) and docs/blocks.md"
 	@echo "  make venv       create .venv with the pinned dependencies (done by every target)"
 	@echo "  make clean      remove build/ and sim_build/;  make distclean also removes .venv"
 	@echo "knobs: SIM=verilator|icarus (default verilator)  SEED=<int> (default 1)  SLOW=1 (make test: also the slow tests)"
@@ -95,8 +97,11 @@ sim: $(STAMP)
 
 test: $(STAMP)
 	@$(if $(filter file,$(origin SIM)),true,$(CHECK_SIM))
+	@mkdir -p $(dir $(JUNIT))
 	$(PY) -m pytest -n 2 $(if $(filter file,$(origin SIM)),,--sim $(SIM)) $(if $(SLOW),,-m 'not slow') \
-		$(PYTEST_ARGS) tests tb
+		--junitxml=$(JUNIT) $(PYTEST_ARGS) tests tb \
+		|| { status=$$?; echo "JUnit report: $(JUNIT)"; exit $$status; }
+	@echo "JUnit report: $(JUNIT)"
 
 verilog: $(STAMP)
 	$(PY) -m hdl.generate --out $(VERILOG_DIR)
@@ -127,7 +132,8 @@ formal: $(STAMP)
 docs: $(STAMP)
 	$(PY) -c 'from model.regmap import markdown; open("docs/regmap.md", "w").write(markdown())'
 	$(PY) -m model.protocol_doc
-	@echo "wrote docs/regmap.md and docs/protocol.md"
+	$(PY) -m hdl.block_doc
+	@echo "wrote docs/regmap.md, docs/protocol.md and docs/blocks.md"
 
 clean:
 	rm -rf build sim_build
