@@ -11,6 +11,13 @@ SIM_ARGS ?=
 POLICY ?=
 TRACE ?=
 PYTEST_ARGS ?=
+SUITE ?= smoke
+SEEDS ?= 10
+MASTER_SEED ?=
+TESTS ?=
+JOBS ?= 2
+SCHEDULER ?=
+PLANT ?=
 PYTHON ?= python3
 VENV ?= .venv
 
@@ -36,7 +43,7 @@ unexport VERILATOR_ROOT
 # Checked while the Makefile is read, so a bad SIM stops with one line before anything is
 # built (not even .venv). `make test` checks SIM only when you set it; then only the
 # cocotb benches of that simulator run.
-SIM_GOALS := sim bench $(if $(filter file,$(origin SIM)),,test)
+SIM_GOALS := sim bench regress $(if $(filter file,$(origin SIM)),,test)
 ifneq ($(filter $(SIM_GOALS),$(MAKECMDGOALS)),)
   ifeq ($(filter $(SIMULATORS),$(SIM)),)
     $(error unknown SIM='$(SIM)': choose verilator or icarus)
@@ -50,7 +57,7 @@ endif
 # After the venv exists: the runner's own check (finds a broken or foreign Verilator).
 CHECK_SIM = $(PY) -m tb.check_sim $(SIM)
 
-.PHONY: help venv sim test verilog lint bench docs clean distclean
+.PHONY: help venv sim test regress verilog lint bench docs clean distclean
 
 help:
 	@echo "vfmig — make targets (SIM=$(SIM), SEED=$(SEED))"
@@ -60,6 +67,9 @@ help:
 	@echo "                  prints a report and writes build/sim/report.json (SIM_ARGS=... passes knobs)"
 	@echo "  make test       every test: model and amaranth.sim unit tests + cocotb benches"
 	@echo "                  (both simulators where installed; SIM=... restricts the benches)"
+	@echo "  make regress    a suite over the testplans (testplans/*.hjson): SUITE=smoke|nightly,"
+	@echo "                  SEEDS=N MASTER_SEED=<int> TESTS=<pattern> JOBS=N SCHEDULER=tcp://host:port"
+	@echo "                  PLANT=<fault>; writes build/regress/{junit.xml,coverage.json,summary.json,report.html}"
 	@echo "  make verilog    build/verilog/<block>.v + <block>.json for every block and the top"
 	@echo "  make lint       verilator --lint-only -Wall over the generated Verilog, then ruff"
 	@echo "  make bench      DMA, interrupt remapping, link goodput, downtime vs. image size (RTL) and"
@@ -93,6 +103,12 @@ sim: $(STAMP)
 test: $(STAMP)
 	@$(if $(filter file,$(origin SIM)),true,$(CHECK_SIM))
 	$(PY) -m pytest -n 2 $(if $(filter file,$(origin SIM)),,--sim $(SIM)) $(PYTEST_ARGS) tests
+
+regress: $(STAMP)
+	@$(CHECK_SIM)
+	$(PY) -m tb.regress --suite $(SUITE) --seeds $(SEEDS) --sim $(SIM) --jobs $(JOBS) \
+		$(if $(MASTER_SEED),--master-seed $(MASTER_SEED)) $(if $(TESTS),--tests '$(TESTS)') \
+		$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(PLANT),--plant $(PLANT))
 
 verilog: $(STAMP)
 	$(PY) -m hdl.generate --out $(VERILOG_DIR)

@@ -10,7 +10,7 @@ import pytest
 from hdl.csr import AxiLiteSlave
 from tb.common.runner import run_tests, simulator_available
 
-SEED = int(os.environ.get("CSR_SEED", "20240705"))
+SEED = int(os.environ.get("REGRESS_SEED") or os.environ.get("CSR_SEED", "20240705"))
 N_VFS = 3
 
 

@@ -11,7 +11,7 @@ import pytest
 from tb.common.runner import run_tests, simulator_available
 from tb.io_tunnel import TUNNEL_CONFIGS, config_env, tunnel_pair
 
-SEED = int(os.environ.get("IO_TUNNEL_SEED", "20240801"))
+SEED = int(os.environ.get("REGRESS_SEED") or os.environ.get("IO_TUNNEL_SEED", "20240801"))
 
 
 @pytest.mark.parametrize("config", sorted(TUNNEL_CONFIGS))

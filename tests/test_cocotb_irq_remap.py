@@ -4,6 +4,7 @@ negative tests: a remapper with a deliberate bug must make the interrupt scorebo
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -11,7 +12,7 @@ from hdl.irq_remap import FAULT_INJECTIONS
 from tb.common.runner import run_tests, simulator_available
 from tb.irq_remap import BENCH_PARAMS, ENV_REPORT, build_remap, params_to_env
 
-SEED = 20240603
+SEED = int(os.environ.get("REGRESS_SEED") or 20240603)  # make regress sets it
 MODULE = "tb.irq_remap.test_irq_remap"
 
 
@@ -28,7 +29,8 @@ def _run(sim: str, tmp_path, fault_inject: str | None = None, testcase: str | No
 def test_cocotb_irq_remap(sim, tmp_path):
     if not simulator_available(sim):
         pytest.skip(f"{sim} is not installed")
-    _run(sim, tmp_path)
+    # make regress PLANT=<fault> builds the remapper with that deliberate bug: this must fail
+    _run(sim, tmp_path, os.environ.get("REGRESS_FAULT_INJECT") or None)
     for test in ("Storm", "StormBackpressure"):
         totals = json.loads((tmp_path / f"{test}.json").read_text())["totals"]
         assert totals["errors"] == 0 and totals["lost"] == 0 and totals["duplicated"] == 0

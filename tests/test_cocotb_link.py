@@ -11,7 +11,7 @@ import pytest
 from tb.common.runner import run_tests, simulator_available
 from tb.link import LINK_CONFIGS, config_env, link_pair
 
-SEED = int(os.environ.get("LINK_SEED", "20240701"))
+SEED = int(os.environ.get("REGRESS_SEED") or os.environ.get("LINK_SEED", "20240701"))
 
 
 @pytest.mark.parametrize("config", sorted(LINK_CONFIGS))

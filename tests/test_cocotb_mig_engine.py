@@ -11,7 +11,7 @@ import pytest
 from tb.common.runner import run_tests, simulator_available
 from tb.mig_engine import CONFIGS, build, to_env
 
-SEED = int(os.environ.get("MIG_ENGINE_SEED", "20240612"))
+SEED = int(os.environ.get("REGRESS_SEED") or os.environ.get("MIG_ENGINE_SEED", "20240612"))
 
 
 @pytest.mark.parametrize("config", sorted(CONFIGS))

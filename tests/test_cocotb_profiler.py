@@ -11,7 +11,7 @@ import pytest
 from tb.common.runner import run_tests, simulator_available
 from tb.profiler import CONFIGS
 
-SEED = int(os.environ.get("PROFILER_SEED", "20240621"))
+SEED = int(os.environ.get("REGRESS_SEED") or os.environ.get("PROFILER_SEED", "20240621"))
 
 
 @pytest.mark.parametrize("config", sorted(CONFIGS))

@@ -11,7 +11,7 @@ import pytest
 from tb.common.runner import run_tests, simulator_available
 from tb.router import CONFIGS
 
-SEED = int(os.environ.get("ROUTER_SEED", "20240613"))
+SEED = int(os.environ.get("REGRESS_SEED") or os.environ.get("ROUTER_SEED", "20240613"))
 
 
 @pytest.mark.parametrize("config", sorted(CONFIGS))

@@ -11,7 +11,7 @@ import pytest
 from tb.common.runner import run_tests, simulator_available
 from tb.vf_unit import CONFIGS
 
-SEED = int(os.environ.get("VF_UNIT_SEED", "20240611"))
+SEED = int(os.environ.get("REGRESS_SEED") or os.environ.get("VF_UNIT_SEED", "20240611"))
 
 
 @pytest.mark.parametrize("config", sorted(CONFIGS))

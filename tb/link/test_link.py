@@ -390,6 +390,7 @@ class LinkScoreboard(uvm_scoreboard):
 class LinkCoverage(PlannedCoverage, uvm_component):
     """Planned bins; a test lists the bins it needs in ConfigDB ``COVERAGE``."""
 
+    COVERGROUP = "link"
     PLANNED = ("bit_flip", "burst", "drop", "duplicate", "delay", "link_down", "replay",
                "nak", "timeout", "duplicate_dropped", "backpressure", "credit_or_slot_stall",
                "cut_message", "both_classes", "both_directions")
