@@ -133,7 +133,8 @@ bench: $(STAMP)
 docs: $(STAMP)
 	$(PY) -c 'from model.regmap import markdown; open("docs/regmap.md", "w").write(markdown())'
 	$(PY) -m model.protocol_doc
-	@echo "wrote docs/regmap.md and docs/protocol.md"
+	$(PY) -m tb.regress.docs
+	@echo "wrote docs/regmap.md, docs/protocol.md and docs/testplan.md"
 
 clean:
 	rm -rf build sim_build
