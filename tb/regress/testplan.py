@@ -60,7 +60,7 @@ def load(path: Path) -> Testplan:
         if key not in raw:
             raise PlanError(f"{path}: no '{key}'")
     tests = {name: Test(name, t["node"], bool(t.get("randomised", False)),
-                        float(t.get("timeout", 1200)), raw["name"])
+                        float(t.get("timeout", 3600)), raw["name"])
              for name, t in raw["tests"].items()}
     groups = [Covergroup(g["name"], tuple(g["bins"]), dict(g.get("unreachable", {})))
               for g in raw["covergroups"]]
