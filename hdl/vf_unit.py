@@ -9,6 +9,8 @@ bitmap (read-and-clear) and an always-current image digest, so neither costs dow
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
@@ -163,22 +165,40 @@ class VFUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         lay, n_slots = self.layout, self.n_slots
-        addr_bits = lay.addr_bits
-        vec_bits = bits_for(lay.msix_vectors)
-
         m.submodules.mem = mem = Memory(shape=32, depth=n_slots * lay.stride, init=[])
         svc_wr = mem.write_port()
         sa_wr = mem.write_port()
-        svc_rd = mem.read_port(transparent_for=(svc_wr,))
+        n = SimpleNamespace(svc_wr=svc_wr, svc_rd=mem.read_port(transparent_for=(svc_wr,)))
+        sa_pend, sa_pend_slot, sa_delta = self._state_port(m, sa_wr, mem)
+        svc_pend, svc_pend_slot, svc_delta = self._service_writes(m, n)
+        for slot in range(n_slots):
+            digest = self.digest[slot]
+            m.d.sync += digest.eq(
+                digest
+                ^ Mux(svc_pend & (svc_pend_slot == slot), svc_delta, 0)
+                ^ Mux(sa_pend & (sa_pend_slot == slot), sa_delta, 0))
+        self._dirty_tracking(m, n)
+        self._hold_release(m, n)
+        fsm = self._request_fsm(m, n)
+        serving = Signal(n_slots)
+        with m.If(fsm.ongoing("CLEAR")):
+            m.d.comb += serving.eq((1 << n_slots) - 1)
+        with m.Elif(~fsm.ongoing("IDLE")):
+            m.d.comb += serving.eq(1 << n.r_slot)
+        m.d.comb += self.idle.eq(~serving & ~n.replay_pending & ~n.released)
+        return m
+
+    def _state_port(self, m, sa_wr, mem):
+        """The DMA's state-access port; returns the digest update of its last write
+        (pending, slot, XOR delta), one cycle after the write."""
+        addr_bits = self.layout.addr_bits
         sa_rd = mem.read_port()
         # Not transparent: in the cycle of a state-port write it returns the word's old value.
         sa_old = mem.read_port()
-
-        # ------------------------------------------------------------ state-access port
         # A write to a slot that does not exist is dropped rather than aliased onto another.
         sa_wr_en = Signal()
         m.d.comb += [
-            sa_wr_en.eq(self.sa_wr_en & (self.sa_wr_addr[addr_bits:] < n_slots)),
+            sa_wr_en.eq(self.sa_wr_en & (self.sa_wr_addr[addr_bits:] < self.n_slots)),
             sa_rd.en.eq(self.sa_rd_en),
             sa_rd.addr.eq(self.sa_rd_addr),
             self.sa_rd_data.eq(sa_rd.data),
@@ -194,24 +214,27 @@ class VFUnit(wiring.Component):
         m.d.sync += [sa_pend.eq(sa_wr_en), sa_pend_addr.eq(self.sa_wr_addr),
                      sa_pend_new.eq(self.sa_wr_data)]
         sa_pend_off = sa_pend_addr[:addr_bits]
-        sa_pend_slot = sa_pend_addr[addr_bits:]
         sa_delta = Signal(32)
         m.d.comb += sa_delta.eq(word_hash(sa_pend_off, sa_old.data)
                                 ^ word_hash(sa_pend_off, sa_pend_new))
+        return sa_pend, sa_pend_addr[addr_bits:], sa_delta
 
-        # ------------------------------------------------------------ service write path
-        r_slot = Signal(self.slot_bits)
-        wr_en = Signal()
-        wr_off = Signal(addr_bits)
-        wr_old = Signal(32)
-        wr_new = Signal(32)
+    def _service_writes(self, m, n):
+        """The request FSM's write port (and the reset sweep); sets ``n.r_slot``,
+        ``n.wr_*``, ``n.clearing``; returns its digest update like ``_state_port``."""
+        lay, addr_bits = self.layout, self.layout.addr_bits
+        n.r_slot = r_slot = Signal(self.slot_bits)
+        n.wr_en = wr_en = Signal()
+        n.wr_off = wr_off = Signal(addr_bits)
+        n.wr_old = wr_old = Signal(32)
+        n.wr_new = wr_new = Signal(32)
         # After reset the whole memory is swept to zero so it matches the digests' reset
         # value (a reset after traffic would otherwise leave stale words behind them).
-        clearing = Signal()
-        clear_addr = Signal(range(n_slots * lay.stride))
-        m.d.comb += [svc_wr.en.eq(wr_en | clearing),
-                     svc_wr.addr.eq(Mux(clearing, clear_addr, Cat(wr_off, r_slot))),
-                     svc_wr.data.eq(Mux(clearing, 0, wr_new))]
+        n.clearing = clearing = Signal()
+        n.clear_addr = clear_addr = Signal(range(self.n_slots * lay.stride))
+        m.d.comb += [n.svc_wr.en.eq(wr_en | clearing),
+                     n.svc_wr.addr.eq(Mux(clearing, clear_addr, Cat(wr_off, r_slot))),
+                     n.svc_wr.data.eq(Mux(clearing, 0, wr_new))]
         svc_pend = Signal()
         svc_pend_slot = Signal(self.slot_bits)
         svc_pend_off = Signal(addr_bits)
@@ -222,96 +245,77 @@ class VFUnit(wiring.Component):
         svc_delta = Signal(32)
         m.d.comb += svc_delta.eq(word_hash(svc_pend_off, svc_pend_old)
                                  ^ word_hash(svc_pend_off, svc_pend_new))
+        return svc_pend, svc_pend_slot, svc_delta
 
-        for slot in range(n_slots):
-            digest = self.digest[slot]
-            m.d.sync += digest.eq(
-                digest
-                ^ Mux(svc_pend & (svc_pend_slot == slot), svc_delta, 0)
-                ^ Mux(sa_pend & (sa_pend_slot == slot), sa_delta, 0))
-
-        # ------------------------------------------------------------ dirty tracking
+    def _dirty_tracking(self, m, n):
+        """Per-slot dirty-block bitmaps: marked by service writes, read-and-cleared."""
+        lay = self.layout
         n_blocks = lay.n_blocks
         block_shift = lay.block_words.bit_length() - 1
         # A decoder, not `1 << block`: a shift by a wide value makes a 2**addr_bits-bit
         # intermediate that takes Amaranth minutes to elaborate for large images.
         mark = Signal(n_blocks)
-        write_block = wr_off[block_shift:]
+        write_block = n.wr_off[block_shift:]
         for block in range(n_blocks):
-            m.d.comb += mark[block].eq(wr_en & (write_block == block))
+            m.d.comb += mark[block].eq(n.wr_en & (write_block == block))
         read_mask = Signal(n_blocks)
         for word in range(lay.dirty_words):
             lo, hi = 32 * word, min(32 * word + 32, n_blocks)
             hit = self.dirty_rd_en & (self.dirty_rd_word == word)
             m.d.comb += read_mask[lo:hi].eq(Mux(hit, (1 << (hi - lo)) - 1, 0))
         bitmaps = []
-        for slot in range(n_slots):
+        for slot in range(self.n_slots):
             bitmap = Signal(n_blocks, name=f"dirty_{slot}")
             cleared = Mux(self.dirty_rd_slot == slot, read_mask, 0)
-            marked = Mux(r_slot == slot, mark, 0)
+            marked = Mux(n.r_slot == slot, mark, 0)
             m.d.sync += bitmap.eq(Mux(self.dirty_clear[slot], 0, (bitmap & ~cleared) | marked))
             m.d.comb += self.dirty_count[slot].eq(popcount(bitmap))
             bitmaps.append(Cat(bitmap, Const(0, 32 * lay.dirty_words - n_blocks)))
         selected = Array(bitmaps)[self.dirty_rd_slot].word_select(self.dirty_rd_word, 32)
         with m.If(self.dirty_rd_en):
-            m.d.sync += self.dirty_rd_bits.eq(Mux(self.dirty_rd_slot < n_slots, selected, 0))
+            m.d.sync += self.dirty_rd_bits.eq(Mux(self.dirty_rd_slot < self.n_slots,
+                                                  selected, 0))
 
-        # ------------------------------------------------------------ irq_hold release
-        hold_d = Signal(n_slots)
+    def _hold_release(self, m, n):
+        """Slots whose ``irq_hold`` fell wait (``n.replay_pending``) for the FSM to replay
+        their pending vectors; ``n.replay_slot`` is the lowest such slot."""
+        hold_d = Signal(self.n_slots)
         m.d.sync += hold_d.eq(self.irq_hold)
-        released = Signal(n_slots)
-        m.d.comb += released.eq(hold_d & ~self.irq_hold)
-        replay_pending = Signal(n_slots)
-        replay_taken = Signal(n_slots)
-        m.d.sync += replay_pending.eq((replay_pending & ~replay_taken) | released)
-        replay_slot = Signal(self.slot_bits)
-        for slot in reversed(range(n_slots)):  # the lowest pending slot wins
-            with m.If(replay_pending[slot]):
-                m.d.comb += replay_slot.eq(slot)
+        n.released = Signal(self.n_slots)
+        m.d.comb += n.released.eq(hold_d & ~self.irq_hold)
+        n.replay_pending = Signal(self.n_slots)
+        n.replay_taken = Signal(self.n_slots)
+        m.d.sync += n.replay_pending.eq((n.replay_pending & ~n.replay_taken) | n.released)
+        n.replay_slot = Signal(self.slot_bits)
+        for slot in reversed(range(self.n_slots)):  # the lowest pending slot wins
+            with m.If(n.replay_pending[slot]):
+                m.d.comb += n.replay_slot.eq(slot)
 
-        # ------------------------------------------------------------ request FSM
-        req = self.req.payload
+    def _request_fsm(self, m, n):
+        """Serves one request at a time (READ/WRITE/ADD/NOTIFY), the reset sweep and the
+        MSI-X replays; returns the FSM."""
+        lay, n_slots = self.layout, self.n_slots
+        addr_bits = lay.addr_bits
+        vec_bits = bits_for(lay.msix_vectors)
+        req, svc_rd, r_slot = self.req.payload, n.svc_rd, n.r_slot
         r_op = Signal(2)
         r_addr = Signal(addr_bits)
         r_data = Signal(32)
         r_tag = Signal(self.tag_bits)
         r_error = Signal()
-        resp_data = Signal(32)
-        vec = Signal(vec_bits)
-        replay_all = Signal()      # replaying every vector after an irq_hold release
-        pba_word = Signal(32)
-        irq_addr = Signal(32)
-        irq_data = Signal(32)
+        n.resp_data = resp_data = Signal(32)
+        n.vec = vec = Signal(vec_bits)
+        n.replay_all = replay_all = Signal()   # replaying every vector after a hold release
         latency = self.service_latency
         elapsed = Signal(range(latency + 1))
         with m.If(elapsed != latency):
             m.d.sync += elapsed.eq(elapsed + 1)
 
         rd_slot = Signal(self.slot_bits)
-        rd_off = Signal(addr_bits)
+        n.rd_off = rd_off = Signal(addr_bits)
         m.d.comb += [rd_slot.eq(r_slot), svc_rd.addr.eq(Cat(rd_off, rd_slot))]
-        hold = self.irq_hold.bit_select(r_slot, 1)
-        vec_mask = Signal(32)
-        m.d.comb += vec_mask.eq(Const(1, 32) << vec[:5])
-
-        def msix(vector, which):
-            return lay.msix_base + which + (vector << 2)
-
-        def pba(vector):
-            return lay.pba_base + (vector >> 5)
-
-        def write(offset, old, new):
-            m.d.comb += [wr_en.eq(1), wr_off.eq(offset), wr_old.eq(old), wr_new.eq(new)]
-
-        def next_vector():
-            with m.If(~replay_all):
-                m.next = "RESP"
-            with m.Elif(vec == lay.msix_vectors - 1):
-                m.next = "IDLE"
-            with m.Else():
-                m.d.sync += vec.eq(vec + 1)
-                m.next = "REPLAY_PBA"
-
+        n.vec_mask = Signal(32)
+        m.d.comb += n.vec_mask.eq(Const(1, 32) << vec[:5])
         ctrl_rel = Signal(addr_bits)
         m.d.comb += ctrl_rel.eq(r_addr - lay.msix_base)
         is_ctrl = ((r_addr >= lay.msix_base) & (r_addr < lay.pba_base)
@@ -319,15 +323,15 @@ class VFUnit(wiring.Component):
 
         with m.FSM(init="CLEAR") as fsm:
             with m.State("CLEAR"):
-                m.d.comb += clearing.eq(1)
-                m.d.sync += clear_addr.eq(clear_addr + 1)
-                with m.If(clear_addr == n_slots * lay.stride - 1):
+                m.d.comb += n.clearing.eq(1)
+                m.d.sync += n.clear_addr.eq(n.clear_addr + 1)
+                with m.If(n.clear_addr == n_slots * lay.stride - 1):
                     m.next = "IDLE"
 
             with m.State("IDLE"):
-                with m.If(replay_pending.any()):
-                    m.d.comb += replay_taken.eq(1 << replay_slot)
-                    m.d.sync += [r_slot.eq(replay_slot), vec.eq(0), replay_all.eq(1)]
+                with m.If(n.replay_pending.any()):
+                    m.d.comb += n.replay_taken.eq(1 << n.replay_slot)
+                    m.d.sync += [r_slot.eq(n.replay_slot), vec.eq(0), replay_all.eq(1)]
                     m.next = "REPLAY_PBA"
                 with m.Elif(~self.quiesce.bit_select(req.slot, 1)):
                     m.d.comb += self.req.ready.eq(1)
@@ -335,7 +339,8 @@ class VFUnit(wiring.Component):
                     error = (req.slot >= n_slots) | Mux(notify, req.data >= lay.msix_vectors,
                                                         req.addr >= lay.image_words)
                     m.d.comb += [rd_slot.eq(req.slot),
-                                 rd_off.eq(Mux(notify, msix(req.data[:vec_bits], MSIX_CTRL),
+                                 rd_off.eq(Mux(notify,
+                                               self._msix(req.data[:vec_bits], MSIX_CTRL),
                                                req.addr))]
                     with m.If(self.req.valid):
                         m.d.sync += [r_slot.eq(req.slot), r_op.eq(req.op), r_addr.eq(req.addr),
@@ -357,7 +362,7 @@ class VFUnit(wiring.Component):
                     m.d.sync += resp_data.eq(old)
                     m.next = "RESP"
                 with m.Else():
-                    write(r_addr, old, new)
+                    self._write(m, n, r_addr, old, new)
                     with m.If(r_op == int(Op.ADD)):
                         m.d.sync += resp_data.eq(new)
                     # Unmasking a pending vector delivers it (GoldenVF._after_ctrl_write);
@@ -368,54 +373,7 @@ class VFUnit(wiring.Component):
                     with m.Else():
                         m.next = "RESP"
 
-            with m.State("NOTIFY_CTRL"):
-                with m.If((svc_rd.data & MSIX_CTRL_MASK).any() | hold):
-                    m.d.comb += rd_off.eq(pba(vec))
-                    m.next = "NOTIFY_PBA"
-                with m.Else():
-                    m.d.comb += rd_off.eq(msix(vec, MSIX_ADDR_LO))
-                    m.next = "IRQ_ADDR"
-
-            with m.State("NOTIFY_PBA"):
-                with m.If(~(svc_rd.data & vec_mask).any()):
-                    write(pba(vec), svc_rd.data, svc_rd.data | vec_mask)
-                m.next = "RESP"
-
-            with m.State("REPLAY_PBA"):
-                m.d.comb += rd_off.eq(pba(vec))
-                m.next = "REPLAY_BIT"
-
-            with m.State("REPLAY_BIT"):
-                m.d.sync += pba_word.eq(svc_rd.data)
-                with m.If((svc_rd.data & vec_mask).any()):
-                    m.d.comb += rd_off.eq(msix(vec, MSIX_CTRL))
-                    m.next = "REPLAY_CTRL"
-                with m.Else():
-                    next_vector()
-
-            with m.State("REPLAY_CTRL"):
-                with m.If((svc_rd.data & MSIX_CTRL_MASK).any() | hold):
-                    next_vector()
-                with m.Else():
-                    write(pba(vec), pba_word, pba_word & ~vec_mask)
-                    m.d.comb += rd_off.eq(msix(vec, MSIX_ADDR_LO))
-                    m.next = "IRQ_ADDR"
-
-            with m.State("IRQ_ADDR"):
-                m.d.sync += irq_addr.eq(svc_rd.data)
-                m.d.comb += rd_off.eq(msix(vec, MSIX_DATA))
-                m.next = "IRQ_DATA"
-
-            with m.State("IRQ_DATA"):
-                m.d.sync += irq_data.eq(svc_rd.data)
-                m.next = "SEND"
-
-            with m.State("SEND"):
-                m.d.comb += [self.irq.valid.eq(1), self.irq.payload.slot.eq(r_slot),
-                             self.irq.payload.vector.eq(vec), self.irq.payload.addr.eq(irq_addr),
-                             self.irq.payload.data.eq(irq_data)]
-                with m.If(self.irq.ready):
-                    next_vector()
+            self._msix_states(m, n)
 
             with m.State("RESP"):
                 m.d.comb += [self.resp.valid.eq(elapsed == latency),
@@ -424,11 +382,85 @@ class VFUnit(wiring.Component):
                              self.resp.payload.error.eq(r_error)]
                 with m.If(self.resp.valid & self.resp.ready):
                     m.next = "IDLE"
+        return fsm
 
-        serving = Signal(n_slots)
-        with m.If(fsm.ongoing("CLEAR")):
-            m.d.comb += serving.eq((1 << n_slots) - 1)
-        with m.Elif(~fsm.ongoing("IDLE")):
-            m.d.comb += serving.eq(1 << r_slot)
-        m.d.comb += self.idle.eq(~serving & ~replay_pending & ~released)
-        return m
+    def _msix(self, vector, which):
+        """Image offset of word ``which`` of MSI-X table entry ``vector``."""
+        return self.layout.msix_base + which + (vector << 2)
+
+    def _pba(self, vector):
+        """Image offset of the pending-bit-array word holding ``vector``."""
+        return self.layout.pba_base + (vector >> 5)
+
+    @staticmethod
+    def _write(m, n, offset, old, new):
+        """A service write this cycle (``old`` feeds the digest update)."""
+        m.d.comb += [n.wr_en.eq(1), n.wr_off.eq(offset), n.wr_old.eq(old), n.wr_new.eq(new)]
+
+    def _next_vector(self, m, n):
+        """After one vector: respond, or replay the next one, or finish the replay."""
+        with m.If(~n.replay_all):
+            m.next = "RESP"
+        with m.Elif(n.vec == self.layout.msix_vectors - 1):
+            m.next = "IDLE"
+        with m.Else():
+            m.d.sync += n.vec.eq(n.vec + 1)
+            m.next = "REPLAY_PBA"
+
+    def _msix_states(self, m, n):
+        """The MSI-X states of the request FSM: NOTIFY (deliver, or set the pending bit
+        when masked or held), REPLAY (deliver a pending vector once unmasked), SEND."""
+        svc_rd, vec, vec_mask, rd_off = n.svc_rd, n.vec, n.vec_mask, n.rd_off
+        hold = self.irq_hold.bit_select(n.r_slot, 1)
+        pba_word = Signal(32)
+        irq_addr = Signal(32)
+        irq_data = Signal(32)
+        pba = self._pba(vec)
+        with m.State("NOTIFY_CTRL"):
+            with m.If((svc_rd.data & MSIX_CTRL_MASK).any() | hold):
+                m.d.comb += rd_off.eq(pba)
+                m.next = "NOTIFY_PBA"
+            with m.Else():
+                m.d.comb += rd_off.eq(self._msix(vec, MSIX_ADDR_LO))
+                m.next = "IRQ_ADDR"
+
+        with m.State("NOTIFY_PBA"):
+            with m.If(~(svc_rd.data & vec_mask).any()):
+                self._write(m, n, pba, svc_rd.data, svc_rd.data | vec_mask)
+            m.next = "RESP"
+
+        with m.State("REPLAY_PBA"):
+            m.d.comb += rd_off.eq(pba)
+            m.next = "REPLAY_BIT"
+
+        with m.State("REPLAY_BIT"):
+            m.d.sync += pba_word.eq(svc_rd.data)
+            with m.If((svc_rd.data & vec_mask).any()):
+                m.d.comb += rd_off.eq(self._msix(vec, MSIX_CTRL))
+                m.next = "REPLAY_CTRL"
+            with m.Else():
+                self._next_vector(m, n)
+
+        with m.State("REPLAY_CTRL"):
+            with m.If((svc_rd.data & MSIX_CTRL_MASK).any() | hold):
+                self._next_vector(m, n)
+            with m.Else():
+                self._write(m, n, pba, pba_word, pba_word & ~vec_mask)
+                m.d.comb += rd_off.eq(self._msix(vec, MSIX_ADDR_LO))
+                m.next = "IRQ_ADDR"
+
+        with m.State("IRQ_ADDR"):
+            m.d.sync += irq_addr.eq(svc_rd.data)
+            m.d.comb += rd_off.eq(self._msix(vec, MSIX_DATA))
+            m.next = "IRQ_DATA"
+
+        with m.State("IRQ_DATA"):
+            m.d.sync += irq_data.eq(svc_rd.data)
+            m.next = "SEND"
+
+        with m.State("SEND"):
+            m.d.comb += [self.irq.valid.eq(1), self.irq.payload.slot.eq(n.r_slot),
+                         self.irq.payload.vector.eq(vec), self.irq.payload.addr.eq(irq_addr),
+                         self.irq.payload.data.eq(irq_data)]
+            with m.If(self.irq.ready):
+                self._next_vector(m, n)
