@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from tb.regress.testplan import ROOT, Testplan, load_all
 
 
