@@ -12,6 +12,13 @@ POLICY ?=
 TRACE ?=
 PYTEST_ARGS ?=
 SLOW ?=
+SUITE ?= smoke
+SEEDS ?= 10
+MASTER_SEED ?=
+TESTS ?=
+JOBS ?= 2
+SCHEDULER ?=
+PLANT ?=
 PYTHON ?= python3
 VENV ?= .venv
 
@@ -36,8 +43,9 @@ unexport VERILATOR_ROOT
 # ---------------------------------------------------------------- simulator check
 # Checked while the Makefile is read, so a bad SIM stops with one line before anything is
 # built (not even .venv). `make test` checks SIM only when you set it; then only the
-# cocotb benches of that simulator run.
-SIM_GOALS := sim bench $(if $(filter file,$(origin SIM)),,test)
+# cocotb benches of that simulator run; `make regress` likewise (unset: the suite's own
+# simulators, smoke on Verilator, nightly on both).
+SIM_GOALS := sim bench $(if $(filter file,$(origin SIM)),,test regress)
 ifneq ($(filter $(SIM_GOALS),$(MAKECMDGOALS)),)
   ifeq ($(filter $(SIMULATORS),$(SIM)),)
     $(error unknown SIM='$(SIM)': choose verilator or icarus)
@@ -51,7 +59,7 @@ endif
 # After the venv exists: the runner's own check (finds a broken or foreign Verilator).
 CHECK_SIM = $(PY) -m tb.check_sim $(SIM)
 
-.PHONY: help venv sim test verilog lint bench docs formal clean distclean
+.PHONY: help venv sim test regress verilog lint bench docs formal clean distclean
 
 help:
 	@echo "vfmig — make targets (SIM=$(SIM), SEED=$(SEED))"
@@ -61,13 +69,17 @@ help:
 	@echo "                  prints a report and writes build/sim/report.json (SIM_ARGS=... passes knobs)"
 	@echo "  make test       every test: model and amaranth.sim unit tests + cocotb benches"
 	@echo "                  (both simulators where installed; SIM=... restricts the benches)"
+	@echo "  make regress    a suite over the testplans (testplans/*.hjson): SUITE=smoke|nightly,"
+	@echo "                  SEEDS=N MASTER_SEED=<int> TESTS=<pattern> JOBS=N SCHEDULER=tcp://host:port"
+	@echo "                  PLANT=<fault>; writes build/regress/{junit.xml,coverage.json,summary.json,report.html}"
 	@echo "  make verilog    build/verilog/<block>.v + <block>.json for every block and the top"
 	@echo "  make lint       verilator --lint-only -Wall over the generated Verilog, then ruff"
 	@echo "  make bench      DMA, interrupt remapping, link goodput, downtime vs. image size (RTL) and"
 	@echo "                  placement policies (fastsim) -> build/bench/*.json"
 	@echo "  make formal     SymbiYosys per block (BMC, k-induction, cover) -> build/formal/summary.json"
 	@echo "                  (BLOCK=name checks one; docs/formal.md says what is proved)"
-	@echo "  make docs       regenerate docs/regmap.md and docs/protocol.md from model/"
+	@echo "  make docs       regenerate docs/regmap.md, docs/protocol.md (model/) and"
+	@echo "                  docs/testplan.md (testplans/)"
 	@echo "  make venv       create .venv with the pinned dependencies (done by every target)"
 	@echo "  make clean      remove build/ and sim_build/;  make distclean also removes .venv"
 	@echo "knobs: SIM=verilator|icarus (default verilator)  SEED=<int> (default 1)  SLOW=1 (make test: also the slow tests)"
@@ -98,6 +110,13 @@ test: $(STAMP)
 	$(PY) -m pytest -n 2 $(if $(filter file,$(origin SIM)),,--sim $(SIM)) $(if $(SLOW),,-m 'not slow') \
 		$(PYTEST_ARGS) tests tb
 
+regress: $(STAMP)
+	@$(if $(filter file,$(origin SIM)),true,$(CHECK_SIM))
+	$(PY) -m tb.regress --suite $(SUITE) --seeds $(SEEDS) --jobs $(JOBS) \
+		$(if $(filter file,$(origin SIM)),,--sim $(SIM)) \
+		$(if $(MASTER_SEED),--master-seed $(MASTER_SEED)) $(if $(TESTS),--tests '$(TESTS)') \
+		$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(PLANT),--plant $(PLANT))
+
 verilog: $(STAMP)
 	$(PY) -m hdl.generate --out $(VERILOG_DIR)
 
@@ -127,7 +146,8 @@ formal: $(STAMP)
 docs: $(STAMP)
 	$(PY) -c 'from model.regmap import markdown; open("docs/regmap.md", "w").write(markdown())'
 	$(PY) -m model.protocol_doc
-	@echo "wrote docs/regmap.md and docs/protocol.md"
+	$(PY) -m tb.regress.docs
+	@echo "wrote docs/regmap.md, docs/protocol.md and docs/testplan.md"
 
 clean:
 	rm -rf build sim_build

@@ -34,11 +34,13 @@ from model.regmap import GLOBAL, ID_VALUE, vf_reg
 from model.state import Op
 from model.vfio import DeviceState
 from tb.common.axil import AxilResp
+from tb.common.coverage import flush
 from tb.common.runner import ROOT, simulator_available
 from tb.common.seeds import bench_seed
 from tb.system.sim import make_config, run_system
 
 from .closed_loop import ClosedLoop, make_rtl_policy, make_source, parse_params
+from .coverage import sample_report
 from .env import (
     Knobs,
     RandomTrafficSeq,
@@ -380,6 +382,8 @@ class SystemScenario(SystemTestBase):
             "problems": problems + sb.messages + self.irq_check.messages,
             **self.extra_report(),
         }
+        sample_report(report, knobs)   # functional coverage (tb/system/coverage.py)
+        flush()
         if knobs.report:
             Path(knobs.report).parent.mkdir(parents=True, exist_ok=True)
             Path(knobs.report).write_text(json.dumps(report, indent=2) + "\n")
