@@ -15,7 +15,8 @@ from tb.common.coverage import covergroup, cross, merge
 from tb.common.runner import PLANT_ENV, SIMULATORS, planted_fault, simulator_available
 from tb.regress import run
 from tb.regress.__main__ import main, simulators
-from tb.regress.testplan import load_all, problems
+from tb.regress.docs import markdown
+from tb.regress.testplan import ROOT, load_all, problems
 
 TINY_PLAN = json.dumps({
     "name": "tiny",
@@ -29,6 +30,11 @@ TINY_PLAN = json.dumps({
 
 def test_the_testplans_name_existing_tests_and_sampled_bins():
     assert problems(load_all()) == []
+
+
+def test_docs_testplan_md_is_current():
+    text = (ROOT / "docs" / "testplan.md").read_text()
+    assert text == markdown(load_all()), "docs/testplan.md is stale: run `make docs`"
 
 
 def test_a_missing_test_or_an_unsampled_bin_is_named(tmp_path):
