@@ -115,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
                "failed": sum(r["status"] == "failed" for r in results),
                "errors": sum(r["status"] == "error" for r in results),
                "wall_seconds": round(time.monotonic() - start, 1)}
-    groups = [g for plan in plans for g in plan.covergroups]
+    # the covergroups of the testplans a test was selected from (TESTS= narrows them too)
+    chosen = {t.plan for t in tests}
+    groups = [g for plan in plans if plan.name in chosen for g in plan.covergroups]
     cov = write_all(args.out, summary, results, groups)
     for name, g in cov["covergroups"].items():
         missed = f"; missed: {', '.join(g['missed'])}" if g["missed"] else ""
