@@ -11,6 +11,7 @@ SIM_ARGS ?=
 POLICY ?=
 TRACE ?=
 PYTEST_ARGS ?=
+JUNIT := build/test/junit.xml
 SLOW ?=
 SUITE ?= smoke
 SEEDS ?= 10
@@ -68,7 +69,8 @@ help:
 	@echo "                  TRACE=file; SIM_ARGS='--policy plan' runs the scripted migrations);"
 	@echo "                  prints a report and writes build/sim/report.json (SIM_ARGS=... passes knobs)"
 	@echo "  make test       every test: model and amaranth.sim unit tests + cocotb benches"
-	@echo "                  (both simulators where installed; SIM=... restricts the benches)"
+	@echo "                  (both simulators where installed; SIM=... restricts the benches);"
+	@echo "                  writes build/test/junit.xml"
 	@echo "  make regress    a suite over the testplans (testplans/*.hjson): SUITE=smoke|nightly,"
 	@echo "                  SEEDS=N MASTER_SEED=<int> TESTS=<pattern> JOBS=N SCHEDULER=tcp://host:port"
 	@echo "                  PLANT=<fault>; writes build/regress/{junit.xml,coverage.json,summary.json,report.html}"
@@ -78,8 +80,8 @@ help:
 	@echo "                  placement policies (fastsim) -> build/bench/*.json"
 	@echo "  make formal     SymbiYosys per block (BMC, k-induction, cover) -> build/formal/summary.json"
 	@echo "                  (BLOCK=name checks one; docs/formal.md says what is proved)"
-	@echo "  make docs       regenerate docs/regmap.md, docs/protocol.md (model/) and"
-	@echo "                  docs/testplan.md (testplans/)"
+	@echo "  make docs       regenerate docs/regmap.md, docs/protocol.md (from model/), docs/blocks.md"
+	@echo "                  (from hdl/) and docs/testplan.md (from testplans/)"
 	@echo "  make venv       create .venv with the pinned dependencies (done by every target)"
 	@echo "  make clean      remove build/ and sim_build/;  make distclean also removes .venv"
 	@echo "knobs: SIM=verilator|icarus (default verilator)  SEED=<int> (default 1)  SLOW=1 (make test: also the slow tests)"
@@ -107,8 +109,11 @@ sim: $(STAMP)
 
 test: $(STAMP)
 	@$(if $(filter file,$(origin SIM)),true,$(CHECK_SIM))
+	@mkdir -p $(dir $(JUNIT))
 	$(PY) -m pytest -n 2 $(if $(filter file,$(origin SIM)),,--sim $(SIM)) $(if $(SLOW),,-m 'not slow') \
-		$(PYTEST_ARGS) tests tb
+		--junitxml=$(JUNIT) $(PYTEST_ARGS) tests tb \
+		|| { status=$$?; echo "JUnit report: $(JUNIT)"; exit $$status; }
+	@echo "JUnit report: $(JUNIT)"
 
 regress: $(STAMP)
 	@$(if $(filter file,$(origin SIM)),true,$(CHECK_SIM))
@@ -146,8 +151,9 @@ formal: $(STAMP)
 docs: $(STAMP)
 	$(PY) -c 'from model.regmap import markdown; open("docs/regmap.md", "w").write(markdown())'
 	$(PY) -m model.protocol_doc
+	$(PY) -m hdl.block_doc
 	$(PY) -m tb.regress.docs
-	@echo "wrote docs/regmap.md, docs/protocol.md and docs/testplan.md"
+	@echo "wrote docs/regmap.md, docs/protocol.md, docs/blocks.md and docs/testplan.md"
 
 clean:
 	rm -rf build sim_build

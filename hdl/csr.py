@@ -20,6 +20,7 @@ from amaranth.hdl import Const, Module, Mux, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from model.common import check_fault_inject
 from model.regmap import ADDR_BITS, GLOBAL_REGS, VF_BASE, VF_REGS, VF_STRIDE
 
 __all__ = ["AxiLiteSlave", "AxiResp", "axil_signature", "reg_bus_signature", "regmap_mapped"]
@@ -140,11 +141,8 @@ class AxiLiteSlave(wiring.Component):
 
     def __init__(self, addr_bits: int = ADDR_BITS, *, _fault_inject: str | None = None):
         _check_addr_bits(addr_bits)
-        if _fault_inject is not None and _fault_inject not in FAULT_INJECTIONS:
-            raise ValueError(f"AxiLiteSlave _fault_inject must be one of "
-                             f"{', '.join(FAULT_INJECTIONS)} or None, not {_fault_inject!r}")
         self.addr_bits = addr_bits
-        self._fault_inject = _fault_inject
+        self._fault_inject = check_fault_inject("AxiLiteSlave", _fault_inject, FAULT_INJECTIONS)
         # The AW/W/AR holding registers, created here so the formal harness (formal/csr.py)
         # can state what they hold: its k-induction needs that invariant.
         self._aw_addr = Signal(addr_bits)

@@ -13,6 +13,7 @@ from amaranth.lib.wiring import In, Out
 
 from hdl.crc32 import CRC32_INIT, CRC32_XOROUT, crc32_word_update
 from hdl.formats import ChunkBeat, DmaStatus, bits_for, descriptor_layout
+from model.common import check_int
 from model.state import ImageLayout
 
 
@@ -88,11 +89,8 @@ class DMA(wiring.Component):
     def __init__(self, layout: ImageLayout, n_slots: int, max_chunk_words: int = 256):
         if not isinstance(layout, ImageLayout):
             raise TypeError(f"DMA layout must be an ImageLayout, not {layout!r}")
-        for name, value in (("n_slots", n_slots), ("max_chunk_words", max_chunk_words)):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"DMA {name} must be an integer, not {value!r}")
-            if value < 1:
-                raise ValueError(f"DMA {name} must be at least 1, not {value}")
+        check_int("DMA", "n_slots", n_slots, 1)
+        check_int("DMA", "max_chunk_words", max_chunk_words, 1)
         self.layout = layout
         self.n_slots = n_slots
         self.max_chunk_words = max_chunk_words

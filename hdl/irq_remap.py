@@ -15,6 +15,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from model.common import check_fault_inject
 from model.irq_remap import (
     CTL_OP_BITS,
     FAULT_REASON_BITS,
@@ -151,10 +152,7 @@ class IrqRemap(wiring.Component):
         try:
             self.params = params = RemapParams(n_vfs, n_vectors, vm_bits, guest_vector_bits,
                                                fault_depth)
-            if _fault_inject is not None and _fault_inject not in FAULT_INJECTIONS:
-                raise ValueError(f"IrqRemap _fault_inject must be one of "
-                                 f"{', '.join(FAULT_INJECTIONS)} or None, "
-                                 f"not {_fault_inject!r}")
+            check_fault_inject("IrqRemap", _fault_inject, FAULT_INJECTIONS)
         except (TypeError, ValueError):
             self._MustUse__silence = True   # never elaborated: no "unused" warning
             raise

@@ -4,6 +4,8 @@ from amaranth import Array, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from model.common import check_int
+
 from .formats import ChunkBeat
 
 
@@ -24,9 +26,7 @@ class PacketArbiter(wiring.Component):
     """
 
     def __init__(self, n_inputs: int):
-        if not isinstance(n_inputs, int) or n_inputs < 1:
-            raise ValueError(f"PacketArbiter n_inputs must be a positive integer, "
-                             f"not {n_inputs!r}")
+        check_int("PacketArbiter", "n_inputs", n_inputs, 1)
         self.n_inputs = n_inputs
         super().__init__({
             "inputs": In(stream.Signature(ChunkBeat)).array(n_inputs),

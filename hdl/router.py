@@ -20,7 +20,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hdl.formats import VF_ID_BITS
-from model.common import bits_for, check_int
+from model.common import bits_for, check_fault_inject, check_int
 from model.router import CTL_OP_BITS, RouterOp
 from model.state import OP_BITS, ImageLayout
 
@@ -180,10 +180,7 @@ class Router(wiring.Component):
                  vf_bits: int | None = None,
                  initial: Sequence[tuple[int, int] | None] | None = None,
                  _fault_inject: str | None = None):
-        if _fault_inject is not None and _fault_inject not in FAULT_INJECTIONS:
-            raise ValueError(f"Router _fault_inject must be one of "
-                             f"{', '.join(FAULT_INJECTIONS)} or None, not {_fault_inject!r}")
-        self._fault_inject = _fault_inject
+        self._fault_inject = check_fault_inject("Router", _fault_inject, FAULT_INJECTIONS)
         check_int("Router", "n_vfs", n_vfs, 1, _MAX_VFS)
         check_int("Router", "n_devices", n_devices, 1, _MAX_DEVICES)
         if isinstance(slots_per_device, (str, bytes)) or not isinstance(slots_per_device,

@@ -49,7 +49,10 @@ def popcount(bits):
 
 
 class VFUnit(wiring.Component):
-    """``n_slots`` VF slots of one device.
+    """``n_slots`` VF slots of one device in one state-image memory: READ/WRITE/ADD/NOTIFY
+    served one at a time with a configurable latency, a state-access port for the DMA,
+    per-slot quiesce, interrupt hold with PBA replay, a read-and-clear dirty bitmap and a
+    live per-slot image digest.
 
     Parameters
     ----------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from enum import IntEnum
 
+from .common import check_int
 from .irq_remap import RemapParams
 from .protocol import MAX_VFS
 from .state import ImageLayout
@@ -43,10 +44,7 @@ class SystemConfig:
             "max_precopy_rounds": (1, 255), "timeout_cycles": (16, 1 << 30), "tag_bits": (1, 16),
         }
         for name, (lo, hi) in checks.items():
-            value = getattr(self, name)
-            if not isinstance(value, int) or not lo <= value <= hi:
-                raise ValueError(f"SystemConfig.{name} must be an integer in [{lo}, {hi}], "
-                                 f"not {value!r}")
+            check_int("SystemConfig", name, getattr(self, name), lo, hi)
         supported_states(self.flags)  # raises for flags without STOP_COPY
         if self.n_vfs > self.host_slots + self.offload_slots:
             raise ValueError(f"SystemConfig.n_vfs={self.n_vfs} exceeds the slots of both devices "

@@ -45,6 +45,7 @@ from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from .common import check_int, check_number
 from .config import Device, SystemConfig
 from .manager import Decision, MigrationOutcome, Policy, SystemModel, SystemView
 from .profiler import CounterSnapshot, DeviceSnapshot, Profiler
@@ -53,13 +54,6 @@ from .workload import Source
 
 _ARRIVAL, _WINDOW, _ROUND_END, _COMMIT = range(4)
 _READ, _WRITE, _ADD, _NOTIFY = (int(o) for o in (Op.READ, Op.WRITE, Op.ADD, Op.NOTIFY))
-
-
-def _check_int(name: str, value, lo: int, hi: int | None = None) -> None:
-    if (not isinstance(value, int) or isinstance(value, bool) or value < lo
-            or (hi is not None and value > hi)):
-        rng = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
-        raise ValueError(f"FastSimConfig.{name} must be an integer {rng}, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -89,34 +83,23 @@ class FastSimConfig:
     thrash_window: int = 100_000
 
     def __post_init__(self):
-        _check_int("n_vfs", self.n_vfs, 1)
+        check_int("FastSimConfig", "n_vfs", self.n_vfs, 1)
         if self.host_slots is None:
             object.__setattr__(self, "host_slots", self.n_vfs)
-        _check_int("host_slots", self.host_slots, self.n_vfs)
-        _check_int("offload_slots", self.offload_slots, 0)
-        _check_int("host_latency", self.host_latency, 1)
-        _check_int("offload_latency", self.offload_latency, 1)
-        _check_int("cycles_per_word", self.cycles_per_word, 0)
-        _check_int("link_words_per_cycle", self.link_words_per_cycle, 1)
-        _check_int("link_latency", self.link_latency, 0)
-        _check_int("header_words", self.header_words, 0)
-        share = self.migration_link_share
-        if not isinstance(share, (int, float)) or not 0 < share < 1:
-            raise ValueError(f"FastSimConfig.migration_link_share must be a number in (0, 1), "
-                             f"not {share!r}")
+        lows = {"host_slots": self.n_vfs, "offload_slots": 0, "host_latency": 1,
+                "offload_latency": 1, "cycles_per_word": 0, "link_words_per_cycle": 1,
+                "link_latency": 0, "header_words": 0, "chunk_words": 1,
+                "chunk_overhead_words": 0, "round_overhead_words": 0,
+                "precopy_threshold_blocks": 0, "max_precopy_rounds": 0, "begin_cycles": 0,
+                "handshake_cycles": 0, "window": 1, "thrash_window": 0}
+        for name, low in lows.items():
+            check_int("FastSimConfig", name, getattr(self, name), low)
+        check_int("FastSimConfig", "hist_bins", self.hist_bins, 2, 64)
+        check_number("FastSimConfig", "migration_link_share", self.migration_link_share, 0, 1,
+                     low_open=True, high_open=True)
         if not isinstance(self.layout, ImageLayout):
             raise ValueError(f"FastSimConfig.layout must be an ImageLayout, not "
                              f"{self.layout!r}")
-        _check_int("chunk_words", self.chunk_words, 1)
-        _check_int("chunk_overhead_words", self.chunk_overhead_words, 0)
-        _check_int("round_overhead_words", self.round_overhead_words, 0)
-        _check_int("precopy_threshold_blocks", self.precopy_threshold_blocks, 0)
-        _check_int("max_precopy_rounds", self.max_precopy_rounds, 0)
-        _check_int("begin_cycles", self.begin_cycles, 0)
-        _check_int("handshake_cycles", self.handshake_cycles, 0)
-        _check_int("window", self.window, 1)
-        _check_int("hist_bins", self.hist_bins, 2, 64)
-        _check_int("thrash_window", self.thrash_window, 0)
 
     @classmethod
     def from_system(cls, config: SystemConfig, **overrides) -> FastSimConfig:

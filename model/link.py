@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from .common import check_int, pack_fields, unpack_fields
 from .config import SystemConfig
 from .protocol import HEADER_WORDS, MASK32, crc32
 
@@ -93,9 +94,7 @@ class LinkParams:
 
     def __post_init__(self):
         for name in ("link_width", "replay_slots", "mig_share", "max_payload_words"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"LinkPort {name} must be an integer, not {value!r}")
+            check_int("LinkPort", name, getattr(self, name), None)
         if self.link_width not in LINK_WIDTHS:
             raise ValueError(f"LinkPort link_width must be one of "
                              f"{', '.join(map(str, LINK_WIDTHS))} bits, not {self.link_width}")
@@ -111,18 +110,14 @@ class LinkParams:
         if self.rx_buffer_flits is None:
             default = 1 << (3 * self.slot_rows - 1).bit_length()
             object.__setattr__(self, "rx_buffer_flits", max(default, 2 * self.slot_rows))
-        rx = self.rx_buffer_flits
-        if not isinstance(rx, int) or isinstance(rx, bool):
-            raise TypeError(f"LinkPort rx_buffer_flits must be an integer, not {rx!r}")
+        rx = check_int("LinkPort", "rx_buffer_flits", self.rx_buffer_flits, None)
         if not (_pow2(rx) and 2 * self.slot_rows <= rx <= MAX_RX_BUFFER_FLITS):
             raise ValueError(f"LinkPort rx_buffer_flits must be a power of two in "
                              f"[{2 * self.slot_rows}, {MAX_RX_BUFFER_FLITS}] (at least two "
                              f"maximum packets of {self.slot_rows} rows), not {rx}")
         if self.replay_timeout is None:
             object.__setattr__(self, "replay_timeout", 4 * self.max_frame_flits + 64)
-        timeout = self.replay_timeout
-        if not isinstance(timeout, int) or isinstance(timeout, bool):
-            raise TypeError(f"LinkPort replay_timeout must be an integer, not {timeout!r}")
+        timeout = check_int("LinkPort", "replay_timeout", self.replay_timeout, None)
         if not self.min_replay_timeout <= timeout <= MAX_REPLAY_TIMEOUT:
             raise ValueError(f"LinkPort replay_timeout must be in [{self.min_replay_timeout}, "
                              f"{MAX_REPLAY_TIMEOUT}] cycles (at least two maximum frames "
@@ -185,19 +180,12 @@ class LinkParams:
 # ---------------------------------------------------------------- header and frames
 def pack_link_header(kind: int, tc: int = 0, eom: int = 0, seq: int = 0,
                      length: int = 0) -> int:
-    word = 0
-    for name, value in (("kind", kind), ("tc", tc), ("eom", eom), ("seq", seq),
-                        ("length", length)):
-        lsb, width = LINK_HEADER_FIELDS[name]
-        if not 0 <= value < 1 << width:
-            raise ValueError(f"link header field {name}={value} does not fit in {width} bits")
-        word |= value << lsb
-    return word
+    return pack_fields("link header", LINK_HEADER_FIELDS, kind=kind, tc=tc, eom=eom, seq=seq,
+                       length=length)
 
 
 def unpack_link_header(word: int) -> dict[str, int]:
-    return {name: (word >> lsb) & ((1 << width) - 1)
-            for name, (lsb, width) in LINK_HEADER_FIELDS.items()}
+    return unpack_fields(LINK_HEADER_FIELDS, word)
 
 
 def frame_words(kind: int, tc: int = 0, eom: int = 0, seq: int = 0,

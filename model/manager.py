@@ -23,10 +23,10 @@ Policies:
 from __future__ import annotations
 
 import heapq
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
+from .common import check_fraction, check_int, check_number
 from .config import Device, SystemConfig
 from .profiler import WindowReport
 
@@ -115,19 +115,19 @@ class SystemModel:
     downtime_cycles: float = 100.0
 
     def __post_init__(self):
-        _check_int("SystemModel", "host_latency", self.host_latency, 1)
-        _check_int("SystemModel", "offload_latency", self.offload_latency, 1)
-        _check_number("SystemModel", "cycles_per_word", self.cycles_per_word, 0)
-        _check_number("SystemModel", "link_words_per_cycle", self.link_words_per_cycle, 0,
-                      strict=True)
-        _check_int("SystemModel", "link_latency", self.link_latency, 0)
-        _check_int("SystemModel", "header_words", self.header_words, 0)
-        _check_int("SystemModel", "image_words", self.image_words, 1)
-        _check_int("SystemModel", "chunk_words", self.chunk_words, 1)
-        _check_int("SystemModel", "chunk_overhead_words", self.chunk_overhead_words, 0)
-        _check_fraction("SystemModel", "migration_link_share", self.migration_link_share,
-                        strict=True)
-        _check_number("SystemModel", "downtime_cycles", self.downtime_cycles, 0)
+        check_int("SystemModel", "host_latency", self.host_latency, 1)
+        check_int("SystemModel", "offload_latency", self.offload_latency, 1)
+        check_number("SystemModel", "cycles_per_word", self.cycles_per_word, 0)
+        check_number("SystemModel", "link_words_per_cycle", self.link_words_per_cycle, 0,
+                      low_open=True)
+        check_int("SystemModel", "link_latency", self.link_latency, 0)
+        check_int("SystemModel", "header_words", self.header_words, 0)
+        check_int("SystemModel", "image_words", self.image_words, 1)
+        check_int("SystemModel", "chunk_words", self.chunk_words, 1)
+        check_int("SystemModel", "chunk_overhead_words", self.chunk_overhead_words, 0)
+        check_fraction("SystemModel", "migration_link_share", self.migration_link_share,
+                        low_open=True)
+        check_number("SystemModel", "downtime_cycles", self.downtime_cycles, 0)
 
     @classmethod
     def from_config(cls, config: SystemConfig, **overrides) -> SystemModel:
@@ -157,26 +157,6 @@ class SystemModel:
         """Cycles of the full-image round when I/O already uses ``link_utilisation``."""
         share = max(self.migration_link_share, 1.0 - min(link_utilisation, 1.0))
         return self.copy_words() / (self.link_words_per_cycle * share)
-
-
-# ---------------------------------------------------------------- parameter checks
-def _check_int(owner: str, name: str, value, lo: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < lo:
-        raise ValueError(f"{owner}.{name} must be an integer >= {lo}, not {value!r}")
-
-
-def _check_number(owner: str, name: str, value, lo: float, strict: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < lo or (strict and value == lo):
-        op = ">" if strict else ">="
-        raise ValueError(f"{owner}.{name} must be a number {op} {lo}, not {value!r}")
-
-
-def _check_fraction(owner: str, name: str, value, strict: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or not 0 <= value <= 1 or (strict and value == 0):
-        interval = "(0, 1]" if strict else "[0, 1]"
-        raise ValueError(f"{owner}.{name} must be a number in {interval}, not {value!r}")
 
 
 # ---------------------------------------------------------------- policies
@@ -239,10 +219,10 @@ class SeedPolicy(Policy):
     name = "seed"
 
     def __post_init__(self):
-        _check_number("SeedPolicy", "latency_high", self.latency_high, 0)
-        _check_number("SeedPolicy", "throughput_high", self.throughput_high, 0)
-        _check_fraction("SeedPolicy", "cpu_high", self.cpu_high)
-        _check_int("SeedPolicy", "min_required", self.min_required, 0)
+        check_number("SeedPolicy", "latency_high", self.latency_high, 0)
+        check_number("SeedPolicy", "throughput_high", self.throughput_high, 0)
+        check_fraction("SeedPolicy", "cpu_high", self.cpu_high)
+        check_int("SeedPolicy", "min_required", self.min_required, 0)
 
     def decide(self, report: WindowReport, view: SystemView) -> list[Decision]:
         location = list(view.location)
@@ -350,22 +330,20 @@ class VFManager(Policy):
     def __post_init__(self):
         if not isinstance(self.model, SystemModel):
             raise ValueError(f"VFManager.model must be a SystemModel, not {self.model!r}")
-        _check_number("VFManager", "enter_saving", self.enter_saving, 0)
-        _check_number("VFManager", "exit_saving", self.exit_saving, 0)
-        _check_int("VFManager", "cooldown", self.cooldown, 0)
+        check_number("VFManager", "enter_saving", self.enter_saving, 0)
+        check_number("VFManager", "exit_saving", self.exit_saving, 0)
+        check_int("VFManager", "cooldown", self.cooldown, 0)
         if self.horizon is not None:
-            _check_int("VFManager", "horizon", self.horizon, 1)
-        _check_number("VFManager", "cost_margin", self.cost_margin, 0)
-        _check_number("VFManager", "copy_weight", self.copy_weight, 0)
-        _check_fraction("VFManager", "link_budget", self.link_budget)
-        _check_int("VFManager", "max_per_window", self.max_per_window, 0)
-        _check_number("VFManager", "swap_margin", self.swap_margin, 0)
-        _check_fraction("VFManager", "smoothing", self.smoothing, strict=True)
-        _check_fraction("VFManager", "slow_smoothing", self.slow_smoothing, strict=True)
-        _check_fraction("VFManager", "rho_cap", self.rho_cap, strict=True)
-        if self.rho_cap >= 1:
-            raise ValueError(f"VFManager.rho_cap must be below 1, not {self.rho_cap!r}")
-        _check_number("VFManager", "min_rate", self.min_rate, 0)
+            check_int("VFManager", "horizon", self.horizon, 1)
+        check_number("VFManager", "cost_margin", self.cost_margin, 0)
+        check_number("VFManager", "copy_weight", self.copy_weight, 0)
+        check_fraction("VFManager", "link_budget", self.link_budget)
+        check_int("VFManager", "max_per_window", self.max_per_window, 0)
+        check_number("VFManager", "swap_margin", self.swap_margin, 0)
+        check_fraction("VFManager", "smoothing", self.smoothing, low_open=True)
+        check_fraction("VFManager", "slow_smoothing", self.slow_smoothing, low_open=True)
+        check_number("VFManager", "rho_cap", self.rho_cap, 0, 1, low_open=True, high_open=True)
+        check_number("VFManager", "min_rate", self.min_rate, 0)
         self._rate: dict[int, float] = {}
         self._fast: dict[int, float] = {}
         self._slow: dict[int, float] = {}

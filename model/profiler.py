@@ -24,6 +24,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .common import check_fraction, check_int, check_number
 from .config import Device, SystemConfig
 
 DEFAULT_BINS = 16
@@ -72,11 +73,6 @@ def histogram_percentile(histogram: Sequence[int], q: float, latency_max: int) -
     raise AssertionError("unreachable: rank <= total")
 
 
-def _check_count(owner: str, name: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"{owner}.{name} must be an integer >= 0, not {value!r}")
-
-
 @dataclass(frozen=True)
 class CounterSnapshot:
     """One VF's counters over one window (what ``hdl/profiler`` exposes per VF)."""
@@ -95,7 +91,7 @@ class CounterSnapshot:
                   self.occupancy)
         if set(map(type, values)) != _INT or min(values) < 0:
             for name in ("vf", "requests", "bytes", "latency_sum", "latency_max", "occupancy"):
-                _check_count("CounterSnapshot", name, getattr(self, name))
+                check_int("CounterSnapshot", name, getattr(self, name), 0)
         if type(self.device) is not Device:
             object.__setattr__(self, "device", Device(self.device))
         hist = self.histogram
@@ -126,15 +122,13 @@ class DeviceSnapshot:
     slots: tuple[int, int] = (1, 1)
 
     def __post_init__(self):
-        if not isinstance(self.window, int) or self.window < 1:
-            raise ValueError(f"DeviceSnapshot.window must be a positive integer of cycles, "
-                             f"not {self.window!r}")
+        check_int("DeviceSnapshot", "window", self.window, 1)
         for name in ("busy", "link_words", "slots_used", "slots"):
             value = tuple(getattr(self, name))
             if len(value) != 2:
                 raise ValueError(f"DeviceSnapshot.{name} must hold 2 values, not {value!r}")
             for v in value:
-                _check_count("DeviceSnapshot", name, v)
+                check_int("DeviceSnapshot", name, v, 0)
             object.__setattr__(self, name, value)
         for d in Device:
             if self.busy[d] > self.window:
@@ -213,15 +207,10 @@ class Profiler:
 
     def __init__(self, host_latency: int = 12, offload_latency: int = 3,
                  cycles_per_word: float = 1.0, quantile: float = 0.99):
-        for name, value in (("host_latency", host_latency), ("offload_latency", offload_latency)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"Profiler.{name} must be a positive integer of cycles, "
-                                 f"not {value!r}")
-        if not isinstance(cycles_per_word, (int, float)) or cycles_per_word < 0:
-            raise ValueError(f"Profiler.cycles_per_word must be >= 0, not {cycles_per_word!r}")
-        if (not isinstance(quantile, (int, float)) or isinstance(quantile, bool)
-                or not 0 < quantile <= 1):
-            raise ValueError(f"Profiler.quantile must be a number in (0, 1], not {quantile!r}")
+        check_int("Profiler", "host_latency", host_latency, 1)
+        check_int("Profiler", "offload_latency", offload_latency, 1)
+        check_number("Profiler", "cycles_per_word", cycles_per_word, 0)
+        check_fraction("Profiler", "quantile", quantile, low_open=True)
         self.latency = (host_latency, offload_latency)
         self.cycles_per_word = cycles_per_word
         self.quantile = quantile

@@ -23,6 +23,8 @@ import zlib
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from .common import pack_fields, unpack_fields
+
 MASK32 = 0xFFFF_FFFF
 
 
@@ -104,18 +106,12 @@ def crc32(words) -> int:
 
 
 def pack_header(type_: int, vf: int, length: int = 0, reason: int = 0) -> int:
-    word = 0
-    for name, value in (("type", type_), ("reason", reason), ("vf", vf), ("length", length)):
-        lsb, width = HEADER_FIELDS[name]
-        if not 0 <= value < 1 << width:
-            raise ValueError(f"message field {name}={value} does not fit in {width} bits")
-        word |= value << lsb
-    return word
+    return pack_fields("message", HEADER_FIELDS, type=type_, reason=reason, vf=vf,
+                       length=length)
 
 
 def unpack_header(word: int) -> dict[str, int]:
-    return {name: (word >> lsb) & ((1 << width) - 1)
-            for name, (lsb, width) in HEADER_FIELDS.items()}
+    return unpack_fields(HEADER_FIELDS, word)
 
 
 @dataclass

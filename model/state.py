@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from .common import check_int
+
 MASK32 = 0xFFFF_FFFF
 
 # MSI-X table entry words, in order (PCIe MSI-X table layout).
@@ -42,9 +44,7 @@ class ImageLayout:
 
     def __post_init__(self):
         for name in ("csr_words", "msix_vectors", "mem_words", "block_words"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"ImageLayout.{name} must be a positive integer, not {value!r}")
+            check_int("ImageLayout", name, getattr(self, name), 1)
         if not _is_pow2(self.block_words):
             raise ValueError(f"ImageLayout.block_words must be a power of two, "
                              f"not {self.block_words}")

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from .common import check_fraction, check_int, check_number
 from .state import ImageLayout, Op
 
 TRACE_COLUMNS = ("cycle", "vf", "op", "addr", "words", "data")
@@ -50,22 +51,6 @@ class Request(NamedTuple):
 
 class TraceError(ValueError):
     """A bad trace file: the message starts with ``path:line:``."""
-
-
-def _check_positive(owner: str, name: str, value, integer: bool = False) -> None:
-    if integer:
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
-        kind = "a positive integer"
-    else:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-        kind = "a positive number"
-    if not ok:
-        raise ValueError(f"{owner}.{name} must be {kind}, not {value!r}")
-
-
-def _check_fraction(owner: str, name: str, value) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
-        raise ValueError(f"{owner}.{name} must be a number in [0, 1], not {value!r}")
 
 
 def _gap(rng: random.Random, mean: float) -> int:
@@ -122,13 +107,13 @@ class LatencySensitive(WorkloadClass):
     name = "latency"
 
     def __post_init__(self):
-        _check_positive("LatencySensitive", "mean_gap", self.mean_gap)
-        _check_fraction("LatencySensitive", "notify", self.notify)
-        _check_fraction("LatencySensitive", "write", self.write)
+        check_number("LatencySensitive", "mean_gap", self.mean_gap, 0, low_open=True)
+        check_fraction("LatencySensitive", "notify", self.notify)
+        check_fraction("LatencySensitive", "write", self.write)
         if self.notify + self.write > 1:
             raise ValueError(f"LatencySensitive.notify + write must be <= 1, not "
                              f"{self.notify + self.write}")
-        _check_positive("LatencySensitive", "hot_blocks", self.hot_blocks, integer=True)
+        check_int("LatencySensitive", "hot_blocks", self.hot_blocks, 1)
 
     def mean_rate(self) -> float:
         return 1.0 / self.mean_gap
@@ -153,13 +138,13 @@ class ThroughputHeavy(WorkloadClass):
     name = "throughput"
 
     def __post_init__(self):
-        _check_positive("ThroughputHeavy", "mean_gap", self.mean_gap)
-        _check_positive("ThroughputHeavy", "min_words", self.min_words, integer=True)
-        _check_positive("ThroughputHeavy", "max_words", self.max_words, integer=True)
+        check_number("ThroughputHeavy", "mean_gap", self.mean_gap, 0, low_open=True)
+        check_int("ThroughputHeavy", "min_words", self.min_words, 1)
+        check_int("ThroughputHeavy", "max_words", self.max_words, 1)
         if self.max_words < self.min_words:
             raise ValueError(f"ThroughputHeavy.max_words ({self.max_words}) must be >= "
                              f"min_words ({self.min_words})")
-        _check_fraction("ThroughputHeavy", "write", self.write)
+        check_fraction("ThroughputHeavy", "write", self.write)
 
     def mean_rate(self) -> float:
         return 1.0 / self.mean_gap
@@ -192,9 +177,9 @@ class Bursty(WorkloadClass):
 
     def __post_init__(self):
         for name in ("burst_gap", "burst_requests", "silence"):
-            _check_positive("Bursty", name, getattr(self, name))
-        _check_fraction("Bursty", "notify", self.notify)
-        _check_fraction("Bursty", "write", self.write)
+            check_number("Bursty", name, getattr(self, name), 0, low_open=True)
+        check_fraction("Bursty", "notify", self.notify)
+        check_fraction("Bursty", "write", self.write)
         if self.notify + self.write > 1:
             raise ValueError(f"Bursty.notify + write must be <= 1, not "
                              f"{self.notify + self.write}")
@@ -223,7 +208,7 @@ class Idle(WorkloadClass):
     name = "idle"
 
     def __post_init__(self):
-        _check_positive("Idle", "mean_gap", self.mean_gap)
+        check_number("Idle", "mean_gap", self.mean_gap, 0, low_open=True)
 
     def mean_rate(self) -> float:
         return 1.0 / self.mean_gap
@@ -252,10 +237,8 @@ class PhaseChanging(WorkloadClass):
                     or isinstance(item[1], PhaseChanging)):
                 raise ValueError(f"PhaseChanging.phases[{i}] must be (cycles, class) with a "
                                  f"non-phase class, not {item!r}")
-            _check_positive("PhaseChanging", f"phases[{i}] cycles", item[0], integer=True)
-        if not isinstance(self.offset, int) or self.offset < 0:
-            raise ValueError(f"PhaseChanging.offset must be an integer >= 0, not "
-                             f"{self.offset!r}")
+            check_int("PhaseChanging", f"phases[{i}] cycles", item[0], 1)
+        check_int("PhaseChanging", "offset", self.offset, 0)
 
     @property
     def label(self) -> str:
@@ -321,9 +304,8 @@ class Workload(Source):
         if not self.classes or not all(isinstance(c, WorkloadClass) for c in self.classes):
             raise ValueError("Workload.classes must be a non-empty sequence of WorkloadClass")
         object.__setattr__(self, "classes", tuple(self.classes))
-        _check_positive("Workload", "duration", self.duration, integer=True)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise ValueError(f"Workload.seed must be an integer, not {self.seed!r}")
+        check_int("Workload", "duration", self.duration, 1)
+        check_int("Workload", "seed", self.seed, -(1 << 63))
 
     @property
     def n_vfs(self) -> int:
@@ -352,9 +334,7 @@ class TraceWorkload(Source):
 
     def __post_init__(self):
         object.__setattr__(self, "records", tuple(self.records))
-        if not isinstance(self.n_vfs, int) or self.n_vfs < 1:
-            raise ValueError(f"TraceWorkload.n_vfs must be a positive integer, not "
-                             f"{self.n_vfs!r}")
+        check_int("TraceWorkload", "n_vfs", self.n_vfs, 1)
         by_vf: list[list[Request]] = [[] for _ in range(self.n_vfs)]
         for r in self.records:
             if not 0 <= r.vf < self.n_vfs:
@@ -385,9 +365,9 @@ def phase_mix(n_vfs: int, duration: int, seed: int = 1, load: float = 1.0,
     per request + 1 per further word) the host VF unit is ~88 % busy when every VF stays
     there.
     """
-    _check_positive("phase_mix", "n_vfs", n_vfs, integer=True)
-    _check_positive("phase_mix", "load", load)
-    _check_positive("phase_mix", "phase_cycles", phase_cycles, integer=True)
+    check_int("phase_mix", "n_vfs", n_vfs, 1)
+    check_number("phase_mix", "load", load, 0, low_open=True)
+    check_int("phase_mix", "phase_cycles", phase_cycles, 1)
     rng = random.Random(f"phase_mix/{seed}")
     scale = load * 256 / max(n_vfs, 1)
 

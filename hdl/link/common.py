@@ -9,6 +9,7 @@ from amaranth.hdl import Cat, Const, Value, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import Out
 
+from model.common import check_fault_inject
 from model.link import LINK_HEADER_FIELDS, SEQ_BITS, STAT_NAMES, LinkParams
 
 from ..crc32 import crc32_word_matrix
@@ -83,6 +84,4 @@ def check_link_part(owner: str, params, fault, faults: tuple[str, ...]) -> None:
     """The constructor checks every link part shares: ``params`` and ``_fault_inject``."""
     if not isinstance(params, LinkParams):
         raise TypeError(f"{owner} params must be a model.link.LinkParams, not {params!r}")
-    if fault is not None and fault not in faults:
-        raise ValueError(f"{owner} _fault_inject must be None or one of "
-                         f"{', '.join(map(repr, faults))}, not {fault!r}")
+    check_fault_inject(owner, fault, faults)

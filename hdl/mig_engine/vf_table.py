@@ -6,6 +6,7 @@ from amaranth import Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from model.common import check_int
 from model.vfio import DeviceState
 
 from ..formats import bits_for
@@ -58,9 +59,8 @@ class VfTable(wiring.Component):
     """
 
     def __init__(self, n_vfs: int, n_slots: int, starts_here: bool):
-        for name, value in (("n_vfs", n_vfs), ("n_slots", n_slots)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"VfTable {name} must be a positive integer, not {value!r}")
+        check_int("VfTable", "n_vfs", n_vfs, 1)
+        check_int("VfTable", "n_slots", n_slots, 1)
         self.n_vfs, self.n_slots, self.starts_here = n_vfs, n_slots, bool(starts_here)
         vf_bits, slot_bits = bits_for(n_vfs), bits_for(n_slots)
         write = table_write_layout(n_vfs, n_slots)

@@ -6,6 +6,7 @@ from amaranth import Array, Const, Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from model.common import check_fault_inject
 from model.vfio import DeviceState, MigrationFlags, next_state, supported_states
 
 S = DeviceState
@@ -37,7 +38,8 @@ class VfioWalker(wiring.Component):
     request : In(stream of WalkRequest)   always ready; a taken request (``valid``) loads
         ``state`` from ``current`` and ``target`` from ``target``, except that an invalid
         one (``target`` is ERROR, or VFIO has no arc sequence from ``current``) changes
-        nothing and raises ``error``.  ``current == target`` is a valid no-op.  A request
+        nothing and raises ``error``.  ``current == target`` is a valid no-op unless it is
+        ERROR.  A request
         while a walk is under way restarts the walk from ``current`` (a rollback).
     error : Out(1)    combinational, in the cycle of an invalid request
     state : Out(3)    the walked VF's current state (a register)
@@ -58,11 +60,8 @@ class VfioWalker(wiring.Component):
             supported_states(MigrationFlags(flags))
         except ValueError as err:
             raise ValueError(f"VfioWalker flags: {err}") from None
-        if _fault_inject is not None and _fault_inject not in FAULTS:
-            raise ValueError(f"VfioWalker _fault_inject must be one of {FAULTS} or None, "
-                             f"not {_fault_inject!r}")
         self.flags = MigrationFlags(flags)
-        self._fault_inject = _fault_inject
+        self._fault_inject = check_fault_inject("VfioWalker", _fault_inject, FAULTS)
         super().__init__({
             "request": In(stream.Signature(WalkRequest, always_ready=True)),
             "error": Out(1),
@@ -83,9 +82,9 @@ class VfioWalker(wiring.Component):
         req_hop = Signal(3)
         m.d.comb += req_hop.eq(hops[req.current * 8 + req.target])
         with m.If(self.request.valid):
-            with m.If(req.current == req.target):
-                m.d.sync += [self.state.eq(req.current), self.target.eq(req.target)]
-            with m.Elif((req.target == S.ERROR) | (req_hop == S.ERROR)):
+            # ERROR is never a state a user may ask for, not even from ERROR itself
+            invalid = (req.target == S.ERROR) | ((req_hop == S.ERROR) & (req.current != req.target))
+            with m.If(invalid):
                 m.d.comb += self.error.eq(1)
             with m.Else():
                 m.d.sync += [self.state.eq(req.current), self.target.eq(req.target)]

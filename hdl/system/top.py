@@ -5,6 +5,7 @@ from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from model.common import check_fault_inject
 from model.config import Device, SystemConfig
 from model.regmap import (
     ADDR_BITS,
@@ -81,10 +82,7 @@ class System(wiring.Component):
         self.config = config = config or SystemConfig()
         if not isinstance(config, SystemConfig):
             raise TypeError(f"System config must be a SystemConfig, not {config!r}")
-        if _fault_inject is not None and _fault_inject not in FAULTS:
-            raise ValueError(f"System _fault_inject must be None or one of "
-                             f"{', '.join(FAULTS)}, not {_fault_inject!r}")
-        self.fault_inject = _fault_inject
+        self.fault_inject = check_fault_inject("System", _fault_inject, FAULTS)
         wire = wire_signature(LINK_WIDTH)
         super().__init__({
             "req": In(stream.Signature(system_request_layout(config))),

@@ -40,6 +40,7 @@ from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
+from model.common import check_int
 from model.link import FaultConfig
 
 __all__ = ["COUNTERS", "FAULT_KINDS", "FaultChannel", "channel_settings", "split_seed"]
@@ -120,16 +121,13 @@ class FaultChannel(wiring.Component):
 
     def __init__(self, width: int, seed: int = 0, kinds: tuple[str, ...] = FAULT_KINDS,
                  windows: int = 2, depth: int = 16):
-        if not isinstance(width, int) or width < 1:
-            raise ValueError(f"FaultChannel width must be a positive integer, not {width!r}")
+        check_int("FaultChannel", "width", width, 1)
         unknown = [k for k in kinds if k not in FAULT_KINDS]
         if unknown:
             raise ValueError(f"FaultChannel: unknown fault kind {unknown[0]!r}: choose from "
                              f"{', '.join(FAULT_KINDS)}")
-        if not isinstance(windows, int) or windows < 1:
-            raise ValueError(f"FaultChannel windows must be an integer >= 1, not {windows!r}")
-        if not isinstance(depth, int) or depth < 2:
-            raise ValueError(f"FaultChannel depth must be an integer >= 2, not {depth!r}")
+        check_int("FaultChannel", "windows", windows, 1)
+        check_int("FaultChannel", "depth", depth, 2)
         self.width, self.bits, self.seed = width, width + 1, seed
         self.kinds, self.windows, self.depth = tuple(kinds), windows, depth
         members = {"tx_valid": In(1), "tx_sop": In(1), "tx_flit": In(width),

@@ -37,15 +37,18 @@ from __future__ import annotations
 import logging
 import random
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import cocotb
 from cocotb.triggers import ReadOnly, RisingEdge
 
+from model.common import check_int
 from model.link import FaultConfig, FaultyWire, Flit
 from tb.common.seeds import derive_seeds  # re-exported: the one seed recipe lives there
 
-__all__ = ["FaultConfig", "FaultyChannel", "LinkFaultAgent", "WireHandles", "derive_seeds"]
+__all__ = ["FaultConfig", "FaultyChannel", "LinkFaultAgent", "WireHandles", "WireLane",
+           "close_wires", "derive_seeds"]
 
 
 class FaultyChannel:
@@ -58,12 +61,8 @@ class FaultyChannel:
 
     def __init__(self, link_width: int, faults: FaultConfig | None = None, seed: int = 0,
                  latency: int = 0):
-        if not isinstance(link_width, int) or link_width < 1:
-            raise ValueError(f"FaultyChannel link_width must be a positive integer, "
-                             f"not {link_width!r}")
-        if not isinstance(latency, int) or latency < 0:
-            raise ValueError(f"FaultyChannel latency must be a non-negative integer, "
-                             f"not {latency!r}")
+        check_int("FaultyChannel", "link_width", link_width, 1)
+        check_int("FaultyChannel", "latency", latency, 0)
         self.link_width, self.latency = link_width, latency
         self.cycle = 0
         self.forwarded = 0
@@ -140,6 +139,52 @@ def _read(handle) -> int:
         return 0
 
 
+class WireLane:
+    """One direction of a cut-open link: what ``source`` drives reaches ``sink`` through
+    ``channel``. The one wire driver of every bench: ``sample()`` in the read-only phase of
+    a cycle, ``drive(flit)`` after the clock edge (``close_wires`` does both, a bench that
+    moves other signals in the same loop calls them itself)."""
+
+    def __init__(self, source: WireHandles, sink: WireHandles, channel: FaultyChannel):
+        self.source, self.sink, self.channel = source, sink, channel
+        self._driving = False
+
+    def sample(self) -> Flit | None:
+        src = self.source
+        return Flit(_read(src.sop), _read(src.flit)) if _read(src.valid) else None
+
+    def drive(self, flit: Flit | None) -> Flit | None:
+        """Step the channel one cycle with what the source drove; drive what comes out."""
+        out, dst = self.channel.step(flit), self.sink
+        if out is not None:
+            dst.valid.value = 1
+            dst.sop.value = out.sop
+            dst.flit.value = out.data
+            self._driving = True
+        elif self._driving:
+            dst.valid.value = 0
+            self._driving = False
+        return out
+
+    def idle(self) -> None:
+        self.sink.valid.value = 0
+        self.sink.sop.value = 0
+        self.sink.flit.value = 0
+        self._driving = False
+
+
+async def close_wires(clk, lanes: Sequence[WireLane]) -> None:
+    """Move every lane one cycle per clock, forever: one coroutine and two triggers a cycle
+    for all lanes (the per-cycle Python work dominates a bench's run time)."""
+    edge, settle = RisingEdge(clk), ReadOnly()
+    while True:
+        await settle
+        flits = [lane.sample() for lane in lanes]
+        await edge
+        for lane, flit in zip(lanes, flits, strict=True):
+            lane.drive(flit)
+
+
 class LinkFaultAgent:
     """Moves flits every cycle from a transmitter's wire to a receiver's wire through a
     ``FaultyChannel``. ``start()`` launches its coroutine, ``stop()`` ends it (the receiver
@@ -173,6 +218,7 @@ class LinkFaultAgent:
         self.log = log or logging.getLogger(f"cocotb.link_fault.{self.name}")
         width = link_width if link_width is not None else len(source.flit)
         self.channel = FaultyChannel(width, faults, seed, latency)
+        self.lane = WireLane(source, sink, self.channel)
         self._task = None
         self.log.info("link-fault agent %s: %s, seed %d, latency %d", self.name,
                       self.channel.faults, seed, latency)
@@ -195,15 +241,15 @@ class LinkFaultAgent:
     # ---- control
     def start(self):
         if self._task is None:
-            self._idle()
-            self._task = cocotb.start_soon(self._run())
+            self.lane.idle()
+            self._task = cocotb.start_soon(close_wires(self.clk, [self.lane]))
         return self._task
 
     def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             self._task = None
-        self._idle()
+        self.lane.idle()
 
     def configure(self, faults: FaultConfig, seed: int | None = None) -> None:
         self.channel.configure(faults, seed)
@@ -222,27 +268,3 @@ class LinkFaultAgent:
 
     def counts(self) -> dict[str, int]:
         return self.channel.counts()
-
-    # ---- the per-cycle copy
-    def _idle(self) -> None:
-        self.sink.valid.value = 0
-        self.sink.sop.value = 0
-        self.sink.flit.value = 0
-
-    async def _run(self) -> None:
-        src, dst = self.source, self.sink
-        edge, settle = RisingEdge(self.clk), ReadOnly()
-        driving = False
-        while True:
-            await settle
-            flit = Flit(_read(src.sop), _read(src.flit)) if _read(src.valid) else None
-            await edge
-            out = self.channel.step(flit)
-            if out is not None:
-                dst.valid.value = 1
-                dst.sop.value = out.sop
-                dst.flit.value = out.data
-                driving = True
-            elif driving:
-                dst.valid.value = 0
-                driving = False

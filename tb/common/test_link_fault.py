@@ -137,7 +137,7 @@ def test_configure_switches_faults_and_keeps_counters():
 def test_parameter_checks():
     with pytest.raises(ValueError) as exc:
         FaultyChannel(0)
-    assert str(exc.value) == "FaultyChannel link_width must be a positive integer, not 0"
+    assert str(exc.value) == "FaultyChannel link_width must be at least 1, not 0"
     with pytest.raises(ValueError) as exc:
         FaultyChannel(64, latency=-1)
     assert str(exc.value) == "FaultyChannel latency must be a non-negative integer, not -1"

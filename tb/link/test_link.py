@@ -8,9 +8,9 @@ LINK_TESTCASE=<test> pytest tb/link/test_link.py``).
 
 Environment (``LinkEnv``):
 - a message agent (sequencer + driver) that hands messages to the BFM, per port and class;
-- the link-fault agent (``LinkFaultAgent``): one seeded ``model.link.FaultyWire`` per
-  direction between the two wires (bit flips at a BER over flit and sop bits, bursts,
-  dropped, duplicated and delayed flits, link-down windows);
+- the link-fault agent (``LinkFaultAgent``): one ``tb.common.link_fault.WireLane`` (a
+  seeded ``FaultyChannel``) per direction between the two wires (bit flips at a BER over
+  flit and sop bits, bursts, dropped, duplicated and delayed flits, link-down windows);
 - the monitor: publishes every message accepted by a port (``sent_ap``) and every message a
   port delivered (``delivered_ap``);
 - the scoreboard (``model.link.DeliveryScoreboard``): every message delivered once, in
@@ -20,7 +20,8 @@ Environment (``LinkEnv``):
   requires was never hit.
 
 All per-cycle work runs in one coroutine (``LinkBfm``): sample in ReadOnly, act after the
-rising edge; payloads are read only when valid (Icarus starts memories as X).
+rising edge (the wires through the lanes' ``sample``/``drive``, the one wire driver of
+every bench); payloads are read only when valid (Icarus starts memories as X).
 """
 
 from __future__ import annotations
@@ -56,12 +57,11 @@ from model.link import (
     STAT_NAMES,
     DeliveryScoreboard,
     FaultConfig,
-    FaultyWire,
-    Flit,
     LinkParams,
     TrafficClass,
 )
 from model.protocol import Message, MsgType
+from tb.common.link_fault import FaultyChannel, WireHandles, WireLane, derive_seeds
 from tb.common.runner import run_tests, simulator_available
 from tb.common.seeds import bench_seed
 from tb.common.uvm import PlannedCoverage, SequencedAgent
@@ -95,9 +95,6 @@ class LinkBfm:
         self.depth = depth
         h = {}
         for port in PORTS:
-            for sig in ("valid", "sop", "flit"):
-                h[f"{port}_tx_{sig}"] = getattr(dut, f"{port}_tx__{sig}")
-                h[f"{port}_rx_{sig}"] = getattr(dut, f"{port}_rx__{sig}")
             for tc in TrafficClass:
                 for side in ("in", "out"):
                     name = _stream_name(port, tc, side)
@@ -111,9 +108,6 @@ class LinkBfm:
         self.taking = dict.fromkeys(KEYS, False)
         self.clear()
         for port in PORTS:
-            h[f"{port}_rx_valid"].value = 0
-            h[f"{port}_rx_sop"].value = 0
-            h[f"{port}_rx_flit"].value = 0
             for tc in TrafficClass:
                 h[f"{_stream_name(port, tc, 'in')}_valid"].value = 0
                 h[f"{_stream_name(port, tc, 'in')}_payload"].value = 0
@@ -125,7 +119,6 @@ class LinkBfm:
         self.word = dict.fromkeys(KEYS, 0)
         self.first_cycle = dict.fromkeys(KEYS, 0)
         self.partial: dict[tuple, list[int]] = {key: [] for key in KEYS}
-        self.tx_now: dict[str, Flit | None] = dict.fromkeys(PORTS)
         self.flits = Counter()                 # valid flits per transmitting port
         self.counting = True
         self.events = Counter()                # coverage-relevant observations
@@ -156,13 +149,8 @@ class LinkBfm:
         out_names = {key: _stream_name(*key, "out") for key in KEYS}
         while True:
             await settle
-            tx = {}
-            for port in PORTS:
-                if int(h[f"{port}_tx_valid"].value):
-                    tx[port] = Flit(int(h[f"{port}_tx_sop"].value),
-                                    int(h[f"{port}_tx_flit"].value))
-                else:
-                    tx[port] = None
+            lanes = self.faults.lanes
+            tx = {port: lane.sample() for port, lane in lanes.items()}
             accepted = {key: self.offering[key] and int(h[f"{in_names[key]}_ready"].value)
                         for key in KEYS}
             stalled = {key: self.offering[key] and not accepted[key] for key in KEYS}
@@ -177,15 +165,10 @@ class LinkBfm:
             await edge
             cycle = self.cycle = self.cycle + 1
             # wires: what was driven this cycle reaches the other port's rx next cycle
-            for port in PORTS:
+            for port, lane in lanes.items():
                 if tx[port] is not None and self.counting:
                     self.flits[port] += 1
-                flit = self.faults.step(port, cycle, tx[port])
-                other = OTHER[port]
-                h[f"{other}_rx_valid"].value = int(flit is not None)
-                if flit is not None:
-                    h[f"{other}_rx_sop"].value = flit.sop
-                    h[f"{other}_rx_flit"].value = flit.data
+                lane.drive(tx[port])
             for key in KEYS:
                 self._input(key, accepted[key], stalled[key], cycle)
                 if key in got:
@@ -303,33 +286,36 @@ class MessageAgent(SequencedAgent):
 
 
 class LinkFaultAgent(uvm_component):
-    """The link-fault agent between the two wires: one seeded FaultyWire per direction
-    (``a`` = the wire a transmits). ``configure`` swaps the faults (and reseeds)."""
+    """The link-fault agent between the two wires: one ``WireLane`` per direction (keyed by
+    the transmitting port). ``configure`` swaps the faults, reseeds and restarts the
+    counters; the BFM moves the lanes each cycle."""
 
     def build_phase(self):
         self.params: LinkParams = ConfigDB().get(self, "", "PARAMS")
+        dut = cocotb.top
+        self.handles = {port: (WireHandles.of(dut, f"{port}_tx"),
+                               WireHandles.of(dut, f"{OTHER[port]}_rx")) for port in PORTS}
         self.configure(ConfigDB().get(self, "", "FAULTS"), ConfigDB().get(self, "", "SEED"))
+        for lane in self.lanes.values():
+            lane.idle()
 
     def configure(self, faults: FaultConfig, seed: int) -> None:
         self.fault_config, self.seed = faults, seed
-        rng = random.Random(seed)
-        self.wires = {port: FaultyWire(self.params.link_width, faults,
-                                       random.Random(rng.getrandbits(32)))
-                      for port in PORTS}
+        seeds = dict(zip(PORTS, derive_seeds(seed, len(PORTS)), strict=True))
+        self.lanes = {port: WireLane(src, dst, FaultyChannel(self.params.link_width, faults,
+                                                             seeds[port]))
+                      for port, (src, dst) in self.handles.items()}
         self.logger.info("faults %s, fault seed %d", faults, seed)
-
-    def step(self, port: str, cycle: int, flit: Flit | None) -> Flit | None:
-        return self.wires[port].step(cycle, flit)
 
     def counts(self) -> Counter:
         total = Counter()
-        for wire in self.wires.values():
-            total.update(wire.counts.as_dict())
+        for lane in self.lanes.values():
+            total.update(lane.channel.counts())
         return total
 
     def report_phase(self):
-        for port, wire in self.wires.items():
-            self.logger.info("wire %s->%s: %s", port, OTHER[port], wire.counts.as_dict())
+        for port, lane in self.lanes.items():
+            self.logger.info("wire %s->%s: %s", port, OTHER[port], lane.channel.counts())
 
 
 class LinkMonitor(uvm_monitor):

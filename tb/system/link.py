@@ -5,9 +5,9 @@
 closes both with ``SystemLink``, with no faults when none are wanted: without it no
 migration message and no I/O of an offload VF gets across.
 
-``SystemLink`` is the pair of ``tb.common.link_fault.FaultyChannel``s (the seeded fault
-model of ``tb.common.link_fault.LinkFaultAgent``) moved by *one* coroutine, two triggers a
-cycle for both directions, because the per-cycle Python work dominates a system run.
+``SystemLink`` is the pair of ``tb.common.link_fault.WireLane``s (each a seeded
+``FaultyChannel``) moved by the one wire driver of every bench, ``close_wires``: one
+coroutine, two triggers a cycle for both directions.
 Faults are ``model.link.FaultConfig``; the seed is logged and, with the same traffic,
 reproduces every fault. ``link_faults`` builds the FaultConfig from the scenario knobs.
 """
@@ -17,10 +17,9 @@ from __future__ import annotations
 import logging
 
 import cocotb
-from cocotb.triggers import ReadOnly, RisingEdge
 
-from model.link import FaultConfig, Flit
-from tb.common.link_fault import FaultyChannel, WireHandles, derive_seeds
+from model.link import FaultConfig
+from tb.common.link_fault import FaultyChannel, WireHandles, WireLane, close_wires, derive_seeds
 
 __all__ = ["DIRECTIONS", "SystemLink", "link_faults", "parse_windows"]
 
@@ -51,13 +50,6 @@ def link_faults(ber: float = 0.0, burst_rate: float = 0.0, drop_rate: float = 0.
                        delay_rate=delay_rate, down=parse_windows(link_down))
 
 
-def _read(handle) -> int:
-    try:
-        return int(handle.value)
-    except ValueError:     # X/Z (Icarus before reset) reads as idle
-        return 0
-
-
 class SystemLink:
     """Both wires of the system top, each through a seeded ``FaultyChannel``.
 
@@ -72,23 +64,20 @@ class SystemLink:
         faults = faults or FaultConfig()
         self.seed = seed
         seeds = derive_seeds(seed, len(DIRECTIONS))
-        self.wires = {}
-        self.channels = {}
+        self.lanes = {}
         for (name, (tx, rx)), s in zip(DIRECTIONS.items(), seeds, strict=True):
             src, dst = WireHandles.of(dut, tx), WireHandles.of(dut, rx)
-            self.wires[name] = (src, dst)
-            self.channels[name] = FaultyChannel(len(src.flit), faults, s)
+            self.lanes[name] = WireLane(src, dst, FaultyChannel(len(src.flit), faults, s))
+        self.channels = {name: lane.channel for name, lane in self.lanes.items()}
         self.log.info("link: %s on both wires, seed %d -> %s", faults, seed,
                       dict(zip(DIRECTIONS, seeds, strict=True)))
         self._task = None
 
     def start(self):
         if self._task is None:
-            for _, dst in self.wires.values():
-                dst.valid.value = 0
-                dst.sop.value = 0
-                dst.flit.value = 0
-            self._task = cocotb.start_soon(self._run())
+            for lane in self.lanes.values():
+                lane.idle()
+            self._task = cocotb.start_soon(close_wires(self.dut.clk, list(self.lanes.values())))
         return self._task
 
     def stop(self) -> None:
@@ -112,23 +101,3 @@ class SystemLink:
                 if key not in ("forwarded", "cycles"):
                     total[key] = total.get(key, 0) + value
         return total
-
-    async def _run(self) -> None:
-        lanes = [(src, dst, self.channels[name]) for name, (src, dst) in self.wires.items()]
-        driving = [False] * len(lanes)
-        edge, settle = RisingEdge(self.dut.clk), ReadOnly()
-        while True:
-            await settle
-            flits = [Flit(_read(src.sop), _read(src.flit)) if _read(src.valid) else None
-                     for src, _, _ in lanes]
-            await edge
-            for i, ((_, dst, channel), flit) in enumerate(zip(lanes, flits, strict=True)):
-                out = channel.step(flit)
-                if out is not None:
-                    dst.valid.value = 1
-                    dst.sop.value = out.sop
-                    dst.flit.value = out.data
-                    driving[i] = True
-                elif driving[i]:
-                    dst.valid.value = 0
-                    driving[i] = False

@@ -447,6 +447,10 @@ class ClosedLoopScenario(SystemScenario):
 # against the plan, independently of the bench's own verdict.
 
 SIMULATORS = ["verilator", "icarus"]
+# One Icarus run of the system top takes minutes here: `make test` runs the short scenario on
+# both simulators and every other system test on Verilator; `SLOW=1` adds Icarus (and the
+# nightly regression, `make regress SUITE=nightly`, runs every test on both).
+VERILATOR_FIRST = ["verilator", pytest.param("icarus", marks=pytest.mark.slow)]
 SEED = bench_seed(3)          # VFMIG_SEED overrides it (tb/common/seeds.py)
 PLAN = "0:pre,1:abort,3:invalid,0:stop:probe"
 
@@ -481,7 +485,7 @@ def test_system_short_scenario(sim, tmp_path):
 STORM_PLAN = "0:pre,0:pre+1:pre,2:pre+1:stop,2:abort"
 
 
-@pytest.mark.parametrize("sim", SIMULATORS)
+@pytest.mark.parametrize("sim", VERILATOR_FIRST)
 def test_system_interrupt_storm_across_switchovers(sim, tmp_path):
     """VFs 0-2 raise an interrupt with nearly every request and (un)mask vectors while they
     move both ways, two moves at a time (one per direction), with vector 0's remapping entry
@@ -574,7 +578,7 @@ def _moves(report: dict) -> list[tuple]:
     return [(m["vf"], m["from"], m["to"], m["result"]) for m in report["migrations"]]
 
 
-@pytest.mark.parametrize("sim", SIMULATORS)
+@pytest.mark.parametrize("sim", VERILATOR_FIRST)
 def test_link_low_ber_migrations_commit(sim, tmp_path):
     """BER 1e-6: rare bit errors, repaired by the link; every move commits."""
     report = _link_run(sim, tmp_path, "0:pre,1:abort,0:stop", ber=1e-6)
@@ -584,7 +588,7 @@ def test_link_low_ber_migrations_commit(sim, tmp_path):
     assert report["link"]["dropped_malformed"] == 0
 
 
-@pytest.mark.parametrize("sim", SIMULATORS)
+@pytest.mark.parametrize("sim", VERILATOR_FIRST)
 def test_link_high_ber_commits_or_rolls_back(sim, tmp_path):
     """BER 1e-3 (a 64-bit flit is hit 6 % of the time): the link replays a lot, handshakes
     may time out; each move ends committed or cleanly rolled back, nothing is lost."""
@@ -596,7 +600,7 @@ def test_link_high_ber_commits_or_rolls_back(sim, tmp_path):
     assert report["link_faults"]["injected"]["bit_flips"] > 0
 
 
-@pytest.mark.parametrize("sim", SIMULATORS)
+@pytest.mark.parametrize("sim", VERILATOR_FIRST)
 def test_link_drops_duplicates_and_bursts(sim, tmp_path):
     report = _link_run(sim, tmp_path, "0:pre,1:pre,0:stop", drop_rate=2e-3, dup_rate=2e-3,
                        burst_rate=1e-3)
@@ -611,7 +615,7 @@ def test_link_drops_duplicates_and_bursts(sim, tmp_path):
         ports["host"]["rx_seq_errors"] + ports["offload"]["rx_seq_errors"] > 0)
 
 
-@pytest.mark.parametrize("sim", SIMULATORS)
+@pytest.mark.parametrize("sim", VERILATOR_FIRST)
 def test_link_down_short_completes_long_rolls_back(sim, tmp_path):
     """The link goes down as a move starts: for 1000 cycles (below the 8192-cycle handshake
     timeout) the move completes late; for 10000 the MIG_BEGIN handshake times out, the VF
@@ -629,7 +633,7 @@ def test_link_down_short_completes_long_rolls_back(sim, tmp_path):
     assert report["link_faults"]["injected"]["down_lost"] > 0
 
 
-@pytest.mark.parametrize("sim", SIMULATORS)
+@pytest.mark.parametrize("sim", VERILATOR_FIRST)
 def test_mig_reject_when_the_target_is_full(sim, tmp_path):
     report = _link_run(sim, tmp_path, "0:pre,1:pre,2:reject")
     assert _moves(report) == [(0, "host", "offload", "committed"),
@@ -639,7 +643,7 @@ def test_mig_reject_when_the_target_is_full(sim, tmp_path):
         f"REJECTED (reason {int(Reason.NO_SLOT)})")
 
 
-@pytest.mark.parametrize("sim", SIMULATORS)
+@pytest.mark.parametrize("sim", VERILATOR_FIRST)
 def test_corrupted_state_data_is_caught_by_the_digest(sim, tmp_path):
     """A bit of the state data flips after every link and chunk CRC check (in the target's
     state-port write, built in with ``_fault_inject``): the target's digest check at
@@ -652,7 +656,7 @@ def test_corrupted_state_data_is_caught_by_the_digest(sim, tmp_path):
     assert f"ABORTED (reason {int(Reason.DIGEST)})" in report["migrations"][0]["error"]
 
 
-@pytest.mark.parametrize("sim", SIMULATORS)
+@pytest.mark.parametrize("sim", VERILATOR_FIRST)
 def test_closed_loop_places_vfs_by_policy(sim, tmp_path):
     """The closed loop on a short phase-mix run: the VF Manager's migrations happen through
     the VFIO procedure with a reason each, the placements timeline follows them, and
@@ -699,7 +703,7 @@ def test_cli_names_the_bad_line_of_a_trace(tmp_path):
     assert f"{trace}:3" in result.stderr, result.stderr
 
 
-@pytest.mark.parametrize("sim", SIMULATORS)
+@pytest.mark.parametrize("sim", VERILATOR_FIRST)
 def test_rtl_and_fastsim_agree_on_a_short_trace(sim, tmp_path):
     """issue 5: the RTL closed loop and model.fastsim, on the same trace with the same
     policy, make the same migrations (window within WINDOW_SLACK) and see mean and p99
@@ -723,7 +727,7 @@ def test_rtl_and_fastsim_agree_on_a_short_trace(sim, tmp_path):
     assert compare(report, fast, window) == []
 
 
-@pytest.mark.parametrize("sim", SIMULATORS)
+@pytest.mark.parametrize("sim", VERILATOR_FIRST)
 def test_link_down_during_the_commit_handshake_commits_late(sim, tmp_path):
     """The link goes down for longer than the handshake timeout just as the VMM commits:
     the source may not roll back on silence (the target may already serve the VF), so the

@@ -55,7 +55,7 @@ def test_table_host_serves_and_drain_holds():
 
 
 def test_table_bad_parameter():
-    with pytest.raises(ValueError, match=r"^VfTable n_slots must be a positive integer, "
+    with pytest.raises(ValueError, match=r"^VfTable n_slots must be at least 1, "
                                          r"not 0$"):
         VfTable(2, 0, True)
 

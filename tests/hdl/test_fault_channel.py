@@ -107,8 +107,8 @@ def test_down_window_counts_from_arm():
     (lambda: FaultChannel(WIDTH, kinds=("ber", "jitter")),
      "FaultChannel: unknown fault kind 'jitter': choose from ber, burst, drop, dup, delay, "
      "down"),
-    (lambda: FaultChannel(0), "FaultChannel width must be a positive integer, not 0"),
-    (lambda: FaultChannel(WIDTH, depth=1), "FaultChannel depth must be an integer >= 2, not 1"),
+    (lambda: FaultChannel(0), "FaultChannel width must be at least 1, not 0"),
+    (lambda: FaultChannel(WIDTH, depth=1), "FaultChannel depth must be at least 2, not 1"),
     (lambda: channel_settings(FaultConfig(down=((5, -3),)), BITS),
      "fault channel down window 0 (5, -3): start must be >= 0 and cycles >= 1"),
     (lambda: channel_settings(FaultConfig(down=((-1, 3),)), BITS),

@@ -62,7 +62,7 @@ LAY = layouts(P)
      "IrqRemap table must have at most 4096 entries (n_vfs * vector_stride = 255 * 32), "
      "not 8160"),
     ((4, 4), {"_fault_inject": "late_replay"}, ValueError,
-     "IrqRemap _fault_inject must be one of double_replay, forget_pba or None, "
+     "IrqRemap _fault_inject must be None or one of double_replay, forget_pba, "
      "not 'late_replay'"),
 ])
 def test_parameters_are_checked(args, kwargs, error, message):

@@ -127,10 +127,27 @@ def test_invalid_request_changes_nothing():
     run_sim(dut, bench)
 
 
+def test_error_is_never_a_valid_target_not_even_from_error():
+    """VFIO never lets a user ask for ERROR; the walker once took ERROR -> ERROR as a no-op
+    (found by the formal harness)."""
+    dut = VfioWalker(F.STOP_COPY)
+
+    async def bench(ctx):
+        for current in (S.ERROR, S.RUNNING, S.STOP):
+            ctx.set(dut.request.payload, {"current": current, "target": S.ERROR})
+            ctx.set(dut.request.valid, 1)
+            assert ctx.get(dut.error), f"{current.name} -> ERROR accepted"
+            await ctx.tick()
+            ctx.set(dut.request.valid, 0)
+            assert S(ctx.get(dut.state)) == S.RUNNING == S(ctx.get(dut.target))
+
+    run_sim(dut, bench)
+
+
 def test_bad_parameters():
     with pytest.raises(ValueError, match=r"^VfioWalker flags: migration flags .* lack "
                                          r"STOP_COPY, which VFIO makes mandatory$"):
         VfioWalker(F.P2P)
-    with pytest.raises(ValueError, match=r"^VfioWalker _fault_inject must be one of "
-                                         r"\('illegal_arc',\) or None, not 'nope'$"):
+    with pytest.raises(ValueError, match=r"^VfioWalker _fault_inject must be None or one of "
+                                         r"illegal_arc, not 'nope'$"):
         VfioWalker(F.STOP_COPY, _fault_inject="nope")

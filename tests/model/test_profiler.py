@@ -89,7 +89,7 @@ def test_percentile_edge_cases():
 
 
 def test_counter_snapshot_validation_names_the_field():
-    with pytest.raises(ValueError, match=r"CounterSnapshot.requests must be an integer >= 0, "
+    with pytest.raises(ValueError, match=r"CounterSnapshot requests must be at least 0, "
                                          r"not -1"):
         CounterSnapshot(0, Device.HOST, requests=-1)
     with pytest.raises(ValueError, match=r"the histogram counts 1 requests, the counter 2"):
@@ -105,7 +105,7 @@ def test_counter_snapshot_validation_names_the_field():
 
 
 def test_device_snapshot_validation():
-    with pytest.raises(ValueError, match=r"DeviceSnapshot.window must be a positive integer"):
+    with pytest.raises(ValueError, match=r"DeviceSnapshot window must be at least 1"):
         DeviceSnapshot(0)
     with pytest.raises(ValueError, match=r"busy\[offload\] = 200 exceeds the window of 100"):
         DeviceSnapshot(100, busy=(10, 200))
@@ -114,11 +114,11 @@ def test_device_snapshot_validation():
 
 
 def test_profiler_parameters_are_checked():
-    with pytest.raises(ValueError, match=r"Profiler.host_latency must be a positive integer"):
+    with pytest.raises(ValueError, match=r"Profiler host_latency must be at least 1"):
         Profiler(host_latency=0)
-    with pytest.raises(ValueError, match=r"Profiler.quantile must be a number in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"Profiler quantile must be in \(0, 1\]"):
         Profiler(quantile=1.5)
-    with pytest.raises(ValueError, match=r"Profiler.cycles_per_word must be >= 0"):
+    with pytest.raises(ValueError, match=r"Profiler cycles_per_word must be at least 0"):
         Profiler(cycles_per_word=-1)
 
 

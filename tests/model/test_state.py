@@ -64,10 +64,10 @@ def test_layout_arithmetic(csr, vectors, mem, block, expected):
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"csr_words": 0}, "ImageLayout.csr_words must be a positive integer, not 0"),
-    ({"msix_vectors": -1}, "ImageLayout.msix_vectors must be a positive integer, not -1"),
-    ({"mem_words": 2.5}, "ImageLayout.mem_words must be a positive integer, not 2.5"),
-    ({"block_words": "16"}, "ImageLayout.block_words must be a positive integer, not '16'"),
+    ({"csr_words": 0}, "ImageLayout csr_words must be at least 1, not 0"),
+    ({"msix_vectors": -1}, "ImageLayout msix_vectors must be at least 1, not -1"),
+    ({"mem_words": 2.5}, "ImageLayout mem_words must be an integer, not 2.5"),
+    ({"block_words": "16"}, "ImageLayout block_words must be an integer, not '16'"),
     ({"block_words": 12}, "ImageLayout.block_words must be a power of two, not 12"),
     ({"msix_vectors": 2049}, "ImageLayout.msix_vectors is at most 2048 (PCIe MSI-X), not 2049"),
 ])

@@ -113,24 +113,24 @@ def test_phase_changing_switches_class():
 
 
 def test_class_parameters_are_checked():
-    with pytest.raises(ValueError, match=r"LatencySensitive.mean_gap must be a positive "
-                                         r"number, not 0"):
+    with pytest.raises(ValueError, match=r"LatencySensitive mean_gap must be greater than 0, "
+                                         r"not 0"):
         LatencySensitive(mean_gap=0)
     with pytest.raises(ValueError, match=r"LatencySensitive.notify \+ write must be <= 1"):
         LatencySensitive(notify=0.6, write=0.6)
     with pytest.raises(ValueError, match=r"ThroughputHeavy.max_words \(8\) must be >= "
                                          r"min_words \(16\)"):
         ThroughputHeavy(min_words=16, max_words=8)
-    with pytest.raises(ValueError, match=r"Bursty.silence must be a positive number"):
+    with pytest.raises(ValueError, match=r"Bursty silence must be greater than 0"):
         Bursty(silence=-1)
     with pytest.raises(ValueError, match=r"PhaseChanging.phases must hold at least one"):
         PhaseChanging(())
-    with pytest.raises(ValueError, match=r"PhaseChanging.phases\[0\] cycles must be a "
-                                         r"positive integer"):
+    with pytest.raises(ValueError, match=r"PhaseChanging phases\[0\] cycles must be at "
+                                         r"least 1"):
         PhaseChanging(((0, Idle()),))
-    with pytest.raises(ValueError, match=r"Workload.duration must be a positive integer"):
+    with pytest.raises(ValueError, match=r"Workload duration must be at least 1"):
         Workload((Idle(),), 0)
-    with pytest.raises(ValueError, match=r"phase_mix.n_vfs must be a positive integer"):
+    with pytest.raises(ValueError, match=r"phase_mix n_vfs must be at least 1"):
         phase_mix(0, 1000)
 
 
