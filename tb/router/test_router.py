@@ -282,6 +282,7 @@ class RouterCoverage(PlannedCoverage, uvm_subscriber):
     """Planned bins (``PLANNED``); a test lists the bins it must hit in ConfigDB
     ``COVERAGE``, and ``report_phase`` fails when one of them was never hit."""
 
+    COVERGROUP = "router"
     PLANNED = ("unknown_vf_error", "unplaced_vf_error", "request_while_held",
                "release_relocated", "release_in_place", "two_held_at_once",
                "three_held_at_once", "queue_full_backpressure", "refused_command",
