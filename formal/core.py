@@ -47,6 +47,9 @@ class FormalBlock:
     faults: tuple[str, ...] = field(default=())
     #: the BMC depth of the short pass/fail check ``make test`` runs (tests/formal)
     test_depth: int = 6
+    #: yosys commands run after ``prep`` (``memory_map``: memories as flip-flops, which
+    #: the solver handles far faster than SMT arrays for small memories)
+    script: tuple[str, ...] = field(default=())
 
 
 @dataclass
@@ -91,7 +94,7 @@ def _sby_text(block: FormalBlock, tasks: list[str], depth: int) -> str:
     for task in tasks:
         lines += [f"{task}: mode {task}", f"{task}: depth {depths[task]}"]
     lines += ["multiclock off", "", "[engines]", "smtbmc yices", "", "[script]",
-              "read_rtlil top.il", "prep -top top", "", "[files]", "top.il", ""]
+              "read_rtlil top.il", "prep -top top", *block.script, "", "[files]", "top.il", ""]
     return "\n".join(lines)
 
 

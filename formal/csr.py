@@ -112,7 +112,31 @@ class CsrHarness(wiring.Component):
         m.d.sync += [w_wait.eq(Mux(write_held, w_wait + 1, 0)),
                      r_wait.eq(Mux(read_held, r_wait + 1, 0))]
         m.d.comb += Assert((w_wait < MAX_WAIT) & (r_wait < MAX_WAIT))
+        self._wait_invariants(m, ax, w_wait, r_wait, write_held, read_held,
+                              (aw_pend, w_pend, ar_pend))
         self._error_rules(m, ax, bus, aw_hs, w_hs, ar_hs, r_hs, ar_pend)
+
+    def _wait_invariants(self, m: Module, ax, w_wait, r_wait, write_held, read_held,
+                         pending) -> None:
+        """Why a held access waits so little, as the slave's state says it (k-induction
+        needs it: the counters alone may start anywhere). An unanswered write is held in
+        AW/W or answered, a read held in AR, in the capture stage or answered; a held
+        write goes at once unless a read went first (then ``last_was_read`` gives the
+        write the next cycle); a held read waits for at most one write, then spends one
+        cycle in capture."""
+        dut = self.dut
+        lwr, capture = dut._last_was_read, dut._r_capture
+        aw_pend, w_pend, ar_pend = pending
+        m.d.comb += [
+            Assert(aw_pend == ax.bvalid + ~ax.awready), Assert(w_pend == ax.bvalid + ~ax.wready),
+            Assert(ar_pend == ax.rvalid + capture + ~ax.arready),
+            Assert(~(capture & ax.rvalid)),
+            Assert(w_wait <= 2), Assert((w_wait != 2) | ~write_held),
+            Assert((w_wait != 1) | ~write_held | lwr),
+            Assert(r_wait <= 3), Assert((r_wait != 3) | ~read_held),
+            Assert((r_wait != 2) | ~read_held | capture),
+            Assert((r_wait != 1) | ~read_held | capture | (~lwr & ~ax.arready)),
+        ]
 
     def _error_rules(self, m: Module, ax, bus, aw_hs, w_hs, ar_hs, r_hs, ar_pend) -> None:
         aw_addr, w_data, w_strb = Signal(ADDR_BITS), Signal(32), Signal(4)

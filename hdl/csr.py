@@ -149,6 +149,10 @@ class AxiLiteSlave(wiring.Component):
         self._w_data = Signal(DATA_BITS)
         self._w_strb = Signal(DATA_BITS // 8)
         self._ar_addr = Signal(addr_bits)
+        # The round-robin bit and the read's capture stage, for the same reason: they bound
+        # how long a held access waits, which the harness's k-induction must state.
+        self._last_was_read = Signal()
+        self._r_capture = Signal()
         super().__init__({
             "axil": In(axil_signature(addr_bits)),
             "bus": Out(reg_bus_signature(addr_bits)),
@@ -176,7 +180,7 @@ class AxiLiteSlave(wiring.Component):
         rvalid = Signal()
         rresp = Signal(2)
         rdata = Signal(DATA_BITS)
-        r_capture = Signal()   # the cycle after re: the bus's read data is valid
+        r_capture = self._r_capture   # the cycle after re: the bus's read data is valid
         m.d.comb += [axil.bvalid.eq(bvalid), axil.bresp.eq(bresp),
                      axil.rvalid.eq(rvalid), axil.rresp.eq(rresp), axil.rdata.eq(rdata)]
         with m.If(axil.bvalid & axil.bready):
@@ -187,7 +191,7 @@ class AxiLiteSlave(wiring.Component):
         # ---- arbitration: one access per cycle, round robin when both are ready
         write_ready = aw_full & w_full & ~bvalid
         read_ready = ar_full & ~rvalid & ~r_capture
-        last_was_read = Signal()
+        last_was_read = self._last_was_read
         do_read = Signal()
         do_write = Signal()
         m.d.comb += [do_read.eq(read_ready & (~write_ready | ~last_was_read)),

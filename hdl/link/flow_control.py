@@ -130,6 +130,12 @@ class LinkCredits(wiring.Component):
     def __init__(self, params: LinkParams, *, _fault_inject: str | None = None):
         check_link_part("LinkCredits", params, _fault_inject, CREDIT_FAULTS)
         self.params, self._fault_inject = params, _fault_inject
+        # Per class: the credit limit and the rows spent, created here so the formal harness
+        # (formal/link_credits.py) can tie them to its model: its k-induction needs that.
+        self._limit = [Signal(SEQ_BITS, name=f"credit_limit_{tc.name.lower()}")
+                       for tc in TrafficClass]
+        self._consumed = [Signal(SEQ_BITS, name=f"credit_used_{tc.name.lower()}")
+                          for tc in TrafficClass]
         super().__init__({
             "fc": In(FcEvent),
             "spend": In(1), "spend_tc": In(1),
@@ -141,9 +147,7 @@ class LinkCredits(wiring.Component):
         m = Module()
         p = self.params
         for tc in TrafficClass:
-            name = tc.name.lower()
-            limit = Signal(SEQ_BITS, name=f"credit_limit_{name}")
-            consumed = Signal(SEQ_BITS, name=f"credit_used_{name}")
+            limit, consumed = self._limit[tc], self._consumed[tc]
             this = self.spend & (self.spend_tc == tc)
             spent = consumed + Mux(this, self.spend_rows, 0)
             if self._fault_inject == "no_credit_check":

@@ -71,6 +71,10 @@ class LinkReceiver(wiring.Component):
     def __init__(self, params: LinkParams, *, _fault_inject: str | None = None):
         check_link_part("LinkReceiver", params, _fault_inject, RECEIVER_FAULTS)
         self.params, self._fault_inject = params, _fault_inject
+        # The frame in progress, created here so the formal harness (formal/link_receiver.py)
+        # can tie its own copy of the header to it: its k-induction needs that invariant.
+        self._f_active = Signal()
+        self._f_hdr = Signal(LinkHeader)
         rows = range(params.max_frame_flits + 1)
         super().__init__({
             "rx": In(wire_signature(params.link_width)),
@@ -96,9 +100,9 @@ class LinkReceiver(wiring.Component):
                      r_flit.eq(self.rx.flit)]
         r_lanes = geo.lanes(r_flit)
 
-        f_active = Signal()          # inside a frame that started with a good header
+        f_active = self._f_active    # inside a frame that started with a good header
         f_row = Signal(range(MAX_FLITS + 1))
-        f_hdr = Signal(LinkHeader)
+        f_hdr = self._f_hdr
         f_crc = Signal(32)
         f_room = Signal()
 

@@ -20,7 +20,7 @@ from .common import (
 )
 from .replay_buffer import ReplayBuffer
 
-TRANSMITTER_FAULTS = ("ignore_nak",)
+TRANSMITTER_FAULTS = ("ignore_nak", "drop_oldest")
 TX_EVENTS = data.StructLayout({"tx_flits": 1, "tx_packets": 1, "tx_replays": 1,
                                "tx_timeouts": 1, "naks_received": 1})
 
@@ -40,7 +40,8 @@ class LinkTransmitter(wiring.Component):
     Parameters
     ----------
     params : model.link.LinkParams
-    _fault_inject : None or ``"ignore_nak"`` (tests only: only the timer starts a replay).
+    _fault_inject : None, ``"ignore_nak"`` (tests only: only the timer starts a replay) or
+        ``"drop_oldest"`` (the ``ReplayBuffer``'s planted bug, passed on to it).
 
     Members
     -------
@@ -82,7 +83,8 @@ class LinkTransmitter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.params
-        m.submodules.replay_buffer = rb = ReplayBuffer(p)
+        rb_fault = "drop_oldest" if self._fault_inject == "drop_oldest" else None
+        m.submodules.replay_buffer = rb = ReplayBuffer(p, _fault_inject=rb_fault)
         m.d.comb += rb.ack.eq(self.ack)
         # The sender stage-2 registers: the frame whose flit is built this cycle.
         s2 = Signal(data.StructLayout({

@@ -36,7 +36,7 @@ def test_parts_check_their_arguments(cls) -> None:
                                         r"not 64$"):
         cls(64)
     with pytest.raises(ValueError, match=rf"^{name} _fault_inject must be None or one of "
-                                         r"\w+, not 'bogus'$"):
+                                         r"\w+(, \w+)*, not 'bogus'$"):
         cls(PARAMS, _fault_inject="bogus")
 
 
