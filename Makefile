@@ -13,6 +13,13 @@ TRACE ?=
 PYTEST_ARGS ?=
 JUNIT := build/test/junit.xml
 SLOW ?=
+SUITE ?= smoke
+SEEDS ?= 10
+MASTER_SEED ?=
+TESTS ?=
+JOBS ?= 2
+SCHEDULER ?=
+PLANT ?=
 PYTHON ?= python3
 VENV ?= .venv
 
@@ -37,8 +44,9 @@ unexport VERILATOR_ROOT
 # ---------------------------------------------------------------- simulator check
 # Checked while the Makefile is read, so a bad SIM stops with one line before anything is
 # built (not even .venv). `make test` checks SIM only when you set it; then only the
-# cocotb benches of that simulator run.
-SIM_GOALS := sim bench $(if $(filter file,$(origin SIM)),,test)
+# cocotb benches of that simulator run; `make regress` likewise (unset: the suite's own
+# simulators, smoke on Verilator, nightly on both).
+SIM_GOALS := sim bench $(if $(filter file,$(origin SIM)),,test regress)
 ifneq ($(filter $(SIM_GOALS),$(MAKECMDGOALS)),)
   ifeq ($(filter $(SIMULATORS),$(SIM)),)
     $(error unknown SIM='$(SIM)': choose verilator or icarus)
@@ -52,7 +60,7 @@ endif
 # After the venv exists: the runner's own check (finds a broken or foreign Verilator).
 CHECK_SIM = $(PY) -m tb.check_sim $(SIM)
 
-.PHONY: help venv sim test verilog lint bench docs formal clean distclean
+.PHONY: help venv sim test regress verilog lint bench docs formal clean distclean
 
 help:
 	@echo "vfmig — make targets (SIM=$(SIM), SEED=$(SEED))"
@@ -63,13 +71,17 @@ help:
 	@echo "  make test       every test: model and amaranth.sim unit tests + cocotb benches"
 	@echo "                  (both simulators where installed; SIM=... restricts the benches);"
 	@echo "                  writes build/test/junit.xml"
+	@echo "  make regress    a suite over the testplans (testplans/*.hjson): SUITE=smoke|nightly,"
+	@echo "                  SEEDS=N MASTER_SEED=<int> TESTS=<pattern> JOBS=N SCHEDULER=tcp://host:port"
+	@echo "                  PLANT=<fault>; writes build/regress/{junit.xml,coverage.json,summary.json,report.html}"
 	@echo "  make verilog    build/verilog/<block>.v + <block>.json for every block and the top"
 	@echo "  make lint       verilator --lint-only -Wall over the generated Verilog, then ruff"
 	@echo "  make bench      DMA, interrupt remapping, link goodput, downtime vs. image size (RTL) and"
 	@echo "                  placement policies (fastsim) -> build/bench/*.json"
 	@echo "  make formal     SymbiYosys per block (BMC, k-induction, cover) -> build/formal/summary.json"
 	@echo "                  (BLOCK=name checks one; docs/formal.md says what is proved)"
-	@echo "  make docs       regenerate docs/regmap.md, docs/protocol.md (from model/) and docs/blocks.md"
+	@echo "  make docs       regenerate docs/regmap.md, docs/protocol.md (from model/), docs/blocks.md"
+	@echo "                  (from hdl/) and docs/testplan.md (from testplans/)"
 	@echo "  make venv       create .venv with the pinned dependencies (done by every target)"
 	@echo "  make clean      remove build/ and sim_build/;  make distclean also removes .venv"
 	@echo "knobs: SIM=verilator|icarus (default verilator)  SEED=<int> (default 1)  SLOW=1 (make test: also the slow tests)"
@@ -103,6 +115,13 @@ test: $(STAMP)
 		|| { status=$$?; echo "JUnit report: $(JUNIT)"; exit $$status; }
 	@echo "JUnit report: $(JUNIT)"
 
+regress: $(STAMP)
+	@$(if $(filter file,$(origin SIM)),true,$(CHECK_SIM))
+	$(PY) -m tb.regress --suite $(SUITE) --seeds $(SEEDS) --jobs $(JOBS) \
+		$(if $(filter file,$(origin SIM)),,--sim $(SIM)) \
+		$(if $(MASTER_SEED),--master-seed $(MASTER_SEED)) $(if $(TESTS),--tests '$(TESTS)') \
+		$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(PLANT),--plant $(PLANT))
+
 verilog: $(STAMP)
 	$(PY) -m hdl.generate --out $(VERILOG_DIR)
 
@@ -133,7 +152,8 @@ docs: $(STAMP)
 	$(PY) -c 'from model.regmap import markdown; open("docs/regmap.md", "w").write(markdown())'
 	$(PY) -m model.protocol_doc
 	$(PY) -m hdl.block_doc
-	@echo "wrote docs/regmap.md, docs/protocol.md and docs/blocks.md"
+	$(PY) -m tb.regress.docs
+	@echo "wrote docs/regmap.md, docs/protocol.md, docs/blocks.md and docs/testplan.md"
 
 clean:
 	rm -rf build sim_build

@@ -1,6 +1,6 @@
 """docs/protocol.md, generated from model/protocol.py (transaction layer, acceptance rules)
 and model/link.py (link layer): ``python -m model.protocol_doc`` writes it,
-tests/test_protocol_doc.py checks that it is up to date.
+tests/model/test_protocol_doc.py checks that it is up to date.
 
 Field positions, enum values and parameter defaults come from the models; the meaning of
 each enum member is the comment on its line in the source (one place to edit), and the

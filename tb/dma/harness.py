@@ -6,13 +6,12 @@ closed design whose only ports are the DMA's six streams.
 """
 
 from amaranth.hdl import Module
-from amaranth.lib import stream, wiring
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 
 from hdl.dma import DMA
-from hdl.formats import ChunkBeat, DmaStatus, descriptor_layout
 from model.state import ImageLayout
+from tb.common.harness import connect_inner, inner_members
 
 # The configuration the cocotb tests are written for (tb.dma.test_dma imports it):
 # a 125-word image in a 128-word stride; 3 slots, so slot 3 is addressable but refused.
@@ -21,6 +20,11 @@ HARNESS_SLOTS = 3
 HARNESS_MAX_CHUNK = 64
 HARNESS_PARAMETERS = {"csr_words": 8, "msix_vectors": 4, "mem_words": 100,
                       "n_slots": HARNESS_SLOTS, "max_chunk_words": HARNESS_MAX_CHUNK}
+
+
+# The DMA's streams, exposed on the harness under their own names.
+STREAMS = {name: name for name in ("rd_desc", "rd_data", "rd_done", "wr_desc", "wr_data",
+                                   "wr_done")}
 
 
 class DMAHarness(wiring.Component):
@@ -36,23 +40,12 @@ class DMAHarness(wiring.Component):
     def __init__(self, layout: ImageLayout = HARNESS_LAYOUT, n_slots: int = HARNESS_SLOTS,
                  max_chunk_words: int = HARNESS_MAX_CHUNK):
         self.dma = DMA(layout, n_slots, max_chunk_words)
-        desc = descriptor_layout(layout, n_slots)
-        super().__init__({
-            "rd_desc": In(stream.Signature(desc)),
-            "rd_data": Out(stream.Signature(ChunkBeat)),
-            "rd_done": Out(stream.Signature(DmaStatus)),
-            "wr_desc": In(stream.Signature(desc)),
-            "wr_data": In(stream.Signature(ChunkBeat)),
-            "wr_done": Out(stream.Signature(DmaStatus)),
-        })
+        super().__init__(inner_members(self.dma, STREAMS))
 
     def elaborate(self, platform):
         m = Module()
         dma = m.submodules.dma = self.dma
-        for name in ("rd_desc", "wr_desc", "wr_data"):
-            wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(dma, name))
-        for name in ("rd_data", "rd_done", "wr_done"):
-            wiring.connect(m, getattr(dma, name), wiring.flipped(getattr(self, name)))
+        connect_inner(m, self, dma, STREAMS)
 
         mem = m.submodules.state = Memory(shape=32, depth=1 << len(dma.sa_rd_addr), init=[])
         rd = mem.read_port()

@@ -16,7 +16,6 @@ import os
 import random
 
 import cocotb
-import pytest
 from amaranth.lib import data
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
@@ -24,7 +23,8 @@ from cocotb.utils import get_sim_time
 
 from hdl.formats import ChunkBeat, DmaStatus, bits_for, descriptor_layout
 from model.protocol import crc32
-from tb.common.runner import run_tests, simulator_available
+from tb.common.runner import bench_matrix, run_tests
+from tb.common.seeds import bench_seed, generator_seeds
 from tb.common.streams import StreamDriver, StreamMonitor
 from tb.dma.harness import (
     HARNESS_LAYOUT,
@@ -93,11 +93,10 @@ async def send_all(driver: StreamDriver, items, accept_times: list | None = None
 class TB:
     """Clock, reset, the six stream agents and the expected memory image."""
 
-    def __init__(self, dut, salt: int, idle: float = 0.0, backpressure: float = 0.0):
+    def __init__(self, dut, idle: float = 0.0, backpressure: float = 0.0):
         self.dut = dut
-        self.seed = (cocotb.RANDOM_SEED * 1_000_003 + salt) & 0xFFFF_FFFF
-        dut._log.info("seed %d (COCOTB_RANDOM_SEED=%d, salt=%d), idle=%.2f backpressure=%.2f",
-                      self.seed, cocotb.RANDOM_SEED, salt, idle, backpressure)
+        [self.seed] = generator_seeds(dut._log, 1, f"idle {idle:.2f}, "
+                                                   f"backpressure {backpressure:.2f}")
         self.rng = random.Random(self.seed)
         cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
         clk = dut.clk
@@ -204,7 +203,7 @@ class TB:
 @cocotb.parametrize((("idle", "backpressure"), [(0.0, 0.0), (0.3, 0.5)]))
 async def random_reads(dut, idle: float, backpressure: float):
     """Random read descriptors (a quarter refused) against what the write side stored."""
-    tb = TB(dut, salt=1 + int(idle * 10), idle=idle, backpressure=backpressure)
+    tb = TB(dut, idle=idle, backpressure=backpressure)
     await tb.reset()
     await tb.fill()
     await tb.read([random_descriptor(tb.rng) for _ in range(40)])
@@ -216,7 +215,7 @@ async def random_reads(dut, idle: float, backpressure: float):
 @cocotb.test()
 async def bounds_errors(dut):
     """Refused descriptors: bounds status, no read beats, nothing written."""
-    tb = TB(dut, salt=2, idle=0.2, backpressure=0.2)
+    tb = TB(dut, idle=0.2, backpressure=0.2)
     await tb.reset()
     await tb.fill()
     chunks = []
@@ -234,7 +233,7 @@ async def bounds_errors(dut):
 async def crc_and_length_errors(dut):
     """Corrupted CRC, early and late ``last``: the right status and exactly the right words
     written (data beats are written as they arrive; beats past the chunk are not)."""
-    tb = TB(dut, salt=3, idle=0.2, backpressure=0.3)
+    tb = TB(dut, idle=0.2, backpressure=0.3)
     await tb.reset()
     await tb.fill()
     chunks = []
@@ -263,7 +262,7 @@ async def bench_throughput(dut):
     """64 back-to-back 64-word read descriptors, no idle or backpressure: data words per
     cycle from the first descriptor accepted to the last beat accepted."""
     n, length = 64, 64
-    tb = TB(dut, salt=4)
+    tb = TB(dut)
     await tb.reset()
     await tb.fill()
     descs = [{"slot": i % HARNESS_SLOTS, "offset": (13 * i) % (IMAGE - length + 1),
@@ -287,13 +286,10 @@ async def bench_throughput(dut):
 # ---------------------------------------------------------------- pytest entry
 # pytest entry: the cocotb tests of tb/dma on Verilator and Icarus.
 
-SEED = 20240601
+SEED = bench_seed(20240601)   # VFMIG_SEED overrides it
 
 
-@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+@bench_matrix()
 def test_cocotb_dma(sim):
-    if not simulator_available(sim):
-        pytest.skip(f"{sim} is not installed")
-    print(f"cocotb dma tests on {sim}, COCOTB_RANDOM_SEED={SEED}")
-    run_tests(sim, "dma_harness", dma_harness, "tb.dma.test_dma",
-              parameters=HARNESS_PARAMETERS, seed=SEED)
+    run_tests(sim, "dma_harness", dma_harness, __name__, parameters=HARNESS_PARAMETERS,
+              seed=SEED)

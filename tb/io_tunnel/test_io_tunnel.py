@@ -3,7 +3,7 @@
 
 Run through tb/io_tunnel/test_io_tunnel.py, which builds the configuration named in
 ``VFMIG_BENCH_CONFIG``. Every test derives its seed from ``COCOTB_RANDOM_SEED`` and its own
-name and logs it; a failure is reproduced with the same ``IO_TUNNEL_SEED``.
+name and logs it; a failure is reproduced with the same ``VFMIG_SEED``.
 
 The TB: stream drivers on the three record inputs (requests into the host half, responses
 and interrupts into the device half) with idle cycles, monitors with backpressure on the
@@ -32,6 +32,7 @@ from model.io_message import IoKind, MalformedIoMessage, decode, encode
 from model.link import FaultConfig
 from tb.common.link_fault import LinkFaultAgent
 from tb.common.runner import run_tests, simulator_available
+from tb.common.seeds import bench_seed
 from tb.common.streams import StreamDriver, StreamMonitor
 from tb.io_tunnel import (
     CONFIGS,
@@ -106,7 +107,7 @@ class TB:
         channel = (f"link {cfg['link']}" if "link" in cfg
                    else f"fifo_depth {cfg['fifo_depth']}")
         dut._log.info("%s on config %s (%s, widths %s): seed %d (from "
-                      "COCOTB_RANDOM_SEED=%s and the test name; rerun: IO_TUNNEL_SEED=%s "
+                      "COCOTB_RANDOM_SEED=%s and the test name; rerun: VFMIG_SEED=%s "
                       "pytest tb/io_tunnel/test_io_tunnel.py -k %s); idle %.2f, backpressure "
                       "%.2f, link stall %.2f", name, cfg_name, channel, cfg["widths"],
                       self.seed, env_seed, env_seed, cfg_name, idle, backpressure, stall)
@@ -240,10 +241,10 @@ async def full_rate(dut):
 
 # ---------------------------------------------------------------- pytest entry
 # pytest entry of the TC_IO tunnel's cocotb bench (tb/io_tunnel): every configuration on
-# every installed simulator. ``IO_TUNNEL_SEED`` picks the seed (each cocotb test logs the seed
-# it derives from it); ``IO_TUNNEL_TESTCASE`` runs one cocotb test only.
+# every installed simulator. ``VFMIG_SEED`` picks the seed (tb/common/seeds.py; each cocotb
+# test logs the seed it derives from it); ``IO_TUNNEL_TESTCASE`` runs one cocotb test only.
 
-SEED = int(os.environ.get("IO_TUNNEL_SEED", "20240801"))
+SEED = bench_seed(20240801)   # VFMIG_SEED overrides it
 
 
 @pytest.mark.parametrize("config", sorted(CONFIGS))

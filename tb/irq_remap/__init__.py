@@ -28,7 +28,6 @@ in the same cycle.
 
 from .configs import (
     BENCH_PARAMS,
-    CONFIG_ENV,
     CONFIGS,
     ENV_KNOBS,
     ENV_REPORT,
@@ -65,7 +64,6 @@ __all__ = [
     "BENCH_PARAMS",
     "BenchKnobs",
     "ENV_KNOBS",
-    "CONFIG_ENV",
     "ENV_REPORT",
     "HW_COUNTERS",
     "IrqScoreboard",

@@ -3,15 +3,12 @@ to the cocotb tests (environment), the DUT factory and the record layouts of its
 
 from __future__ import annotations
 
-import json
-import os
-
 from amaranth.lib import data
 
 from model.irq_remap import (
     RemapParams,
 )
-from tb.common.runner import CONFIG_ENV
+from tb.common.runner import bench_config_env, read_bench_config
 
 ENV_REPORT = "IRQ_REMAP_REPORT"
 ENV_KNOBS = "IRQ_REMAP_KNOBS"
@@ -36,12 +33,13 @@ def build_remap(params: RemapParams = BENCH_PARAMS, fault_inject: str | None = N
 
 
 def params_to_env(params: RemapParams) -> dict[str, str]:
-    return {CONFIG_ENV: json.dumps(params.to_dict(), sort_keys=True)}
+    return bench_config_env(params.to_dict())
 
 
 def params_from_env() -> RemapParams:
-    text = os.environ.get(CONFIG_ENV)
-    return RemapParams(**json.loads(text)) if text else BENCH_PARAMS
+    """The configuration of the running cocotb test; BENCH_PARAMS when run alone."""
+    return RemapParams(**read_bench_config("tb/irq_remap/test_irq_remap.py",
+                                           BENCH_PARAMS.to_dict()))
 
 
 def layouts(params: RemapParams) -> dict[str, data.Layout]:

@@ -13,31 +13,9 @@ from model.irq_remap import (
     RemapParams,
 )
 
-from .configs import (
-    BENCH_PARAMS,
-    CONFIG_ENV,
-    ENV_KNOBS,
-    ENV_REPORT,
-    HW_COUNTERS,
-    ODD_PARAMS,
-    build_remap,
-    layouts,
-    pack,
-    params_from_env,
-    params_to_env,
-    unpack,
-)
-from .scoreboard import IrqScoreboard, IrqTotals
-from .stimulus import (
-    RaiseEvent,
-    RaiseKind,
-    Step,
-    Traffic,
-    control_script,
-    holes,
-    initial_locations,
-    open_vfs,
-)
+from .configs import HW_COUNTERS, layouts, pack, unpack
+from .scoreboard import IrqScoreboard
+from .stimulus import RaiseEvent, Step, Traffic
 
 
 @dataclass
@@ -174,8 +152,4 @@ class PortBench:
         return {name: self.last_out[name] for name in HW_COUNTERS}
 
 
-__all__ = ["BENCH_PARAMS", "ODD_PARAMS", "CONFIG_ENV", "ENV_REPORT", "ENV_KNOBS",
-           "HW_COUNTERS", "RaiseKind", "RaiseEvent", "Traffic", "Step", "control_script",
-           "IrqTotals", "IrqScoreboard", "BenchKnobs", "PortBench", "build_remap",
-           "params_to_env", "params_from_env", "layouts", "pack", "unpack", "holes",
-           "open_vfs", "initial_locations"]
+__all__ = ["BenchKnobs", "PortBench"]

@@ -18,7 +18,8 @@ The environment (``RemapEnv``):
 
 All per-cycle port work runs in one coroutine (``RemapBfm``); agents exchange whole
 transactions with it. ``bench_irq`` (plain cocotb) measures latency and throughput for
-tb/bench/irq.py. Seeds: ``COCOTB_RANDOM_SEED`` (logged) derives every generator's seed.
+tb/bench/irq.py. Seeds: tb/common/seeds.py (each test logs its seed; ``VFMIG_SEED``
+reproduces a run).
 """
 
 from __future__ import annotations
@@ -36,9 +37,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import Event, ReadOnly, RisingEdge, Timer
 from pyuvm import (
     ConfigDB,
-    uvm_analysis_port,
     uvm_env,
-    uvm_monitor,
     uvm_scoreboard,
     uvm_sequence,
     uvm_sequence_item,
@@ -48,8 +47,9 @@ from pyuvm import (
 
 from hdl.irq_remap import FAULT_INJECTIONS
 from model.irq_remap import RemapCommand, RemapEntry, RemapOp, ValidationMode
-from tb.common.runner import run_tests, simulator_available
-from tb.common.uvm import BfmDriver, SequencedAgent
+from tb.common.runner import bench_matrix, planted_fault, run_tests
+from tb.common.seeds import bench_seed, cocotb_test_seed, generator_seeds
+from tb.common.uvm import BfmDriver, BfmMonitor, SequencedAgent
 from tb.irq_remap import BENCH_PARAMS, build_remap, params_to_env
 
 from . import (
@@ -253,15 +253,9 @@ class RaiseDriver(BfmDriver):
         await self.bfm.send_raise(item.ev)
 
 
-class RaiseMonitor(uvm_monitor):
+class RaiseMonitor(BfmMonitor):
     """Publishes (cycle, RaiseEvent) for every interrupt irq_in accepts."""
-
-    def build_phase(self):
-        self.bfm = ConfigDB().get(self, "", "BFM")
-        self.ap = uvm_analysis_port("ap", self)
-
-    def connect_phase(self):
-        self.bfm.on_raise = lambda cycle, ev: self.ap.write((cycle, ev))
+    HOOKS = {"on_raise": "ap"}
 
 
 class RaiseAgent(SequencedAgent):
@@ -274,18 +268,9 @@ class ControlDriver(BfmDriver):
         await self.bfm.send_command(item.cmd)
 
 
-class ControlMonitor(uvm_monitor):
+class ControlMonitor(BfmMonitor):
     """Publishes (cycle, command) when ctl accepts one, and (cycle, entry, pending) READs."""
-
-    def build_phase(self):
-        self.bfm = ConfigDB().get(self, "", "BFM")
-        self.ap = uvm_analysis_port("ap", self)
-        self.read_ap = uvm_analysis_port("read_ap", self)
-
-    def connect_phase(self):
-        self.bfm.on_command = lambda cycle, cmd: self.ap.write((cycle, cmd))
-        self.bfm.on_read = lambda cycle, entry, pending: self.read_ap.write(
-            (cycle, entry, pending))
+    HOOKS = {"on_command": "ap", "on_read": "read_ap"}
 
 
 class ControlAgent(SequencedAgent):
@@ -293,27 +278,15 @@ class ControlAgent(SequencedAgent):
     MONITOR = ControlMonitor
 
 
-class DeliveryMonitor(uvm_monitor):
+class DeliveryMonitor(BfmMonitor):
     """Delivery side: publishes (cycle, {vm, guest_vector, vf, vector}) per beat taken
     (the BFM applies this side's random backpressure)."""
-
-    def build_phase(self):
-        self.bfm = ConfigDB().get(self, "", "BFM")
-        self.ap = uvm_analysis_port("ap", self)
-
-    def connect_phase(self):
-        self.bfm.on_delivery = lambda cycle, beat: self.ap.write((cycle, beat))
+    HOOKS = {"on_delivery": "ap"}
 
 
-class FaultMonitor(uvm_monitor):
-    """The control plane's fault reader: publishes every record it pops."""
-
-    def build_phase(self):
-        self.bfm = ConfigDB().get(self, "", "BFM")
-        self.ap = uvm_analysis_port("ap", self)
-
-    def connect_phase(self):
-        self.bfm.on_fault = lambda cycle, rec: self.ap.write((cycle, rec))
+class FaultMonitor(BfmMonitor):
+    """The control plane's fault reader: publishes (cycle, record) for every record it pops."""
+    HOOKS = {"on_fault": "ap"}
 
 
 class _Imp(uvm_subscriber):
@@ -372,7 +345,6 @@ class StormTest(uvm_test):
     SPAN = 5000            # cycles of control script
     SCRIPT = {"migrations": 24, "mask_toggles": 80, "absent_toggles": 10, "reads": 30,
               "invalid": 5}
-    SALT = 1
     KNOBS = BenchKnobs()
     # Coverage goals: each must be reached, else the stimulus did not test it.
     GOALS = ("release_replays", "replayed", "coalesced", "held_raises", "overlapping_holds",
@@ -381,20 +353,18 @@ class StormTest(uvm_test):
 
     def build_phase(self):
         self.params = params_from_env()
-        self.seed = (cocotb.RANDOM_SEED * 1_000_003 + self.SALT) & 0xFFFF_FFFF
+        self.seed = cocotb_test_seed()
         knobs = self.KNOBS
         if os.environ.get(ENV_KNOBS):
             knobs = BenchKnobs(**json.loads(os.environ[ENV_KNOBS]))
         self.knobs = knobs
-        self.logger.info("seed %d (COCOTB_RANDOM_SEED=%d, salt %d), params %s, knobs %s",
-                         self.seed, cocotb.RANDOM_SEED, self.SALT, self.params.to_dict(),
-                         knobs)
-        rng = random.Random(self.seed)
+        seeds = generator_seeds(self.logger, 3, f"params {self.params.to_dict()}, "
+                                                f"knobs {knobs}")
         self.dut = cocotb.top
-        self.bfm = RemapBfm(self.dut, self.params, random.Random(rng.getrandbits(32)), knobs)
-        self.traffic = Traffic(self.params, random.Random(rng.getrandbits(32)),
+        self.bfm = RemapBfm(self.dut, self.params, random.Random(seeds[0]), knobs)
+        self.traffic = Traffic(self.params, random.Random(seeds[1]),
                                knobs.p_spoof, knobs.p_absent)
-        self.steps = control_script(self.params, random.Random(rng.getrandbits(32)),
+        self.steps = control_script(self.params, random.Random(seeds[2]),
                                     self.SPAN, start=2, **self.SCRIPT)
         self.bfm.on_raise_accepted = self.traffic.sent
         ConfigDB().set(None, "*", "BFM", self.bfm)
@@ -463,7 +433,6 @@ class Storm(StormTest):
 class StormBackpressure(StormTest):
     """Heavy delivery backpressure (irq_in must wait, nothing lost), a spoof-heavy storm
     and a fault reader slow enough that fault records are dropped (and counted)."""
-    SALT = 2
     KNOBS = BenchKnobs(out_backpressure=0.5, fault_backpressure=0.9, p_spoof=0.2)
     GOALS = (*StormTest.GOALS, "fault_dropped")
 
@@ -546,24 +515,21 @@ async def bench_irq(dut):
 # pytest entry: the cocotb/pyuvm tests of tb/irq_remap on Verilator and Icarus, and the
 # negative tests: a remapper with a deliberate bug must make the interrupt scoreboard fail.
 
-SEED = 20240603
-MODULE = "tb.irq_remap.test_irq_remap"
+SEED = bench_seed(20240603)   # VFMIG_SEED overrides it
 
 
 def _run(sim: str, tmp_path, fault_inject: str | None = None, testcase: str | None = None):
     name = "irq_remap" if fault_inject is None else f"irq_remap_{fault_inject}"
     env = {**params_to_env(BENCH_PARAMS), ENV_REPORT: str(tmp_path)}
-    print(f"cocotb irq_remap tests on {sim} ({name}), COCOTB_RANDOM_SEED={SEED}")
-    return run_tests(sim, name, lambda: build_remap(BENCH_PARAMS, fault_inject), MODULE,
+    return run_tests(sim, name, lambda: build_remap(BENCH_PARAMS, fault_inject), __name__,
                      parameters={**BENCH_PARAMS.to_dict(), "fault_inject": fault_inject},
                      testcase=testcase, extra_env=env, seed=SEED)
 
 
-@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+@bench_matrix()
 def test_cocotb_irq_remap(sim, tmp_path):
-    if not simulator_available(sim):
-        pytest.skip(f"{sim} is not installed")
-    _run(sim, tmp_path)
+    # make regress PLANT=<fault> builds the remapper with that deliberate bug: this must fail
+    _run(sim, tmp_path, planted_fault(FAULT_INJECTIONS))
     for test in ("Storm", "StormBackpressure"):
         totals = json.loads((tmp_path / f"{test}.json").read_text())["totals"]
         assert totals["errors"] == 0 and totals["lost"] == 0 and totals["duplicated"] == 0
@@ -575,10 +541,8 @@ SYMPTOM = {"double_replay": "duplicated", "forget_pba": "lost"}
 
 
 @pytest.mark.parametrize("fault_inject", FAULT_INJECTIONS)
-@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+@bench_matrix()
 def test_cocotb_scoreboard_catches_broken_remapper(sim, fault_inject, tmp_path):
-    if not simulator_available(sim):
-        pytest.skip(f"{sim} is not installed")
     with pytest.raises(SystemExit):   # the runner's way of failing a cocotb test in pytest
         _run(sim, tmp_path, fault_inject, testcase="Storm")
     report = json.loads((tmp_path / "Storm.json").read_text())

@@ -3,7 +3,7 @@
 Run through tb/link/test_link.py (or ``python -m tb.bench.link`` for the goodput
 figures), which builds the configuration named in ``VFMIG_BENCH_CONFIG``. Every test derives its
 seed from ``COCOTB_RANDOM_SEED`` and its name, logs it, and a failure is reproduced by
-running that test alone with the same ``COCOTB_RANDOM_SEED`` (``LINK_SEED=<seed>
+running that test alone with the same ``COCOTB_RANDOM_SEED`` (``VFMIG_SEED=<seed>
 LINK_TESTCASE=<test> pytest tb/link/test_link.py``).
 
 Environment (``LinkEnv``):
@@ -63,6 +63,7 @@ from model.link import (
 from model.protocol import Message, MsgType
 from tb.common.link_fault import FaultyChannel, WireHandles, WireLane, derive_seeds
 from tb.common.runner import run_tests, simulator_available
+from tb.common.seeds import bench_seed
 from tb.common.uvm import PlannedCoverage, SequencedAgent
 from tb.link import CONFIGS, PORTS, config_env, config_from_env, link_pair
 
@@ -378,6 +379,7 @@ class LinkScoreboard(uvm_scoreboard):
 class LinkCoverage(PlannedCoverage, uvm_component):
     """Planned bins; a test lists the bins it needs in ConfigDB ``COVERAGE``."""
 
+    COVERGROUP = "link"
     PLANNED = ("bit_flip", "burst", "drop", "duplicate", "delay", "link_down", "replay",
                "nak", "timeout", "duplicate_dropped", "backpressure", "credit_or_slot_stall",
                "cut_message", "both_classes", "both_directions")
@@ -435,7 +437,7 @@ class LinkTestBase(uvm_test):
         self.dut = cocotb.top
         env_seed = os.environ.get("COCOTB_RANDOM_SEED", "?")
         self.logger.info("%s on config %s %s: seed %d (from COCOTB_RANDOM_SEED=%s and the "
-                         "test name); rerun: LINK_SEED=%s LINK_TESTCASE=%s pytest "
+                         "test name); rerun: VFMIG_SEED=%s LINK_TESTCASE=%s pytest "
                          "tb/link/test_link.py -k %s", type(self).__name__, self.cfg_name,
                          self.params, self.seed, env_seed, env_seed, type(self).__name__,
                          self.cfg_name)
@@ -803,10 +805,10 @@ class GoodputAtBer0(LinkTestBase):
 
 # ---------------------------------------------------------------- pytest entry
 # pytest entry of the link's cocotb/pyuvm bench (tb/link): every configuration on every
-# installed simulator. ``LINK_SEED`` picks the seed (each cocotb test logs the seed it derives
-# from it); ``LINK_TESTCASE`` runs one cocotb test only (to reproduce a failure).
+# installed simulator. ``VFMIG_SEED`` picks the seed (tb/common/seeds.py; each cocotb test
+# logs the seed it derives from it); ``LINK_TESTCASE`` runs one cocotb test only.
 
-SEED = int(os.environ.get("LINK_SEED", "20240701"))
+SEED = bench_seed(20240701)   # VFMIG_SEED overrides it
 
 
 @pytest.mark.parametrize("config", sorted(CONFIGS))

@@ -8,13 +8,10 @@ set is its own configuration, so its own Verilog and build.
 
 from __future__ import annotations
 
-import json
-import os
-
 from model.config import SystemConfig
 from model.state import ImageLayout
 from model.vfio import ALL_FLAGS, MigrationFlags
-from tb.common.runner import CONFIG_ENV
+from tb.common.runner import bench_config_env, read_bench_config
 
 _LAYOUT = ImageLayout(csr_words=4, msix_vectors=2, mem_words=32, block_words=8)
 
@@ -33,15 +30,11 @@ CONFIGS: dict[str, SystemConfig] = {
 
 
 def to_env(config: SystemConfig) -> dict[str, str]:
-    return {CONFIG_ENV: json.dumps(config.to_dict(), sort_keys=True)}
+    return bench_config_env(config.to_dict())
 
 
 def from_env() -> SystemConfig:
-    text = os.environ.get(CONFIG_ENV)
-    if not text:
-        raise RuntimeError(f"{CONFIG_ENV} is not set: run these tests through "
-                           f"tb/mig_engine/test_mig_engine.py")
-    d = json.loads(text)
+    d = read_bench_config("tb/mig_engine/test_mig_engine.py")
     d["layout"] = ImageLayout(**d["layout"])
     d["flags"] = MigrationFlags(d["flags"])
     return SystemConfig(**d)

@@ -14,17 +14,15 @@ predicted by one ``model.state.GoldenVF`` per VF (``tb.system.traffic.Scoreboard
 - ``commit_migrations``: a stop-copy-only and a pre-copy migration commit under traffic.
 - ``reject_no_free_slot``: MIG_REJECT when the offload device is full changes nothing.
 
-Each test logs its seed (cocotb's per-test seed, derived from ``COCOTB_RANDOM_SEED`` and
-the test's name), so ``COCOTB_RANDOM_SEED`` alone reproduces a run.
+Each test logs its seed (tb/common/seeds.py: cocotb's per-test seed, derived from
+``COCOTB_RANDOM_SEED`` and the test's name), so ``VFMIG_SEED`` alone reproduces a run.
 """
 
 from __future__ import annotations
 
-import os
 import random
 
 import cocotb
-import pytest
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge, Timer
 
@@ -33,7 +31,8 @@ from model.protocol import Reason
 from model.regmap import CONTROL_CLEAR_ERROR, CONTROL_COMMIT, GLOBAL, ErrorCode
 from model.state import Op
 from model.vfio import DeviceState, path, supported_states
-from tb.common.runner import run_tests, simulator_available
+from tb.common.runner import bench_matrix, run_tests
+from tb.common.seeds import bench_seed, generator_seeds
 from tb.mig_engine import CONFIGS, build, to_env
 from tb.system.env import VmBfm
 from tb.system.link import SystemLink
@@ -63,14 +62,11 @@ class TB:
     def __init__(self, dut, idle_prob: float = 0.2):
         self.dut, self.config = dut, from_env()
         self.layout = self.config.layout
-        # cocotb derives each test's seed from COCOTB_RANDOM_SEED and the test's name
-        self.seed = cocotb.RANDOM_SEED
-        self.rng = random.Random(self.seed)
         self.log = dut._log
-        self.log.info("test seed %d (from COCOTB_RANDOM_SEED and the test name), config %s",
-                      self.seed, self.config.to_dict())
+        rng_seed, link_seed = generator_seeds(self.log, 2, f"config {self.config.to_dict()}")
+        self.rng = random.Random(rng_seed)
         cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
-        self.link = SystemLink(dut, seed=self.seed, log=self.log)   # the wires, no faults
+        self.link = SystemLink(dut, seed=link_seed, log=self.log)   # the wires, no faults
         self.link.start()
         self.bus = control_bus(dut)
         self.vmm = Vmm(self.bus, self.config, self.log, progress=self.log.info)
@@ -449,18 +445,14 @@ async def reject_no_free_slot(dut):
 
 # ---------------------------------------------------------------- pytest entry
 # pytest entry of the migration-engine cocotb bench (tb/mig_engine) on the system top:
-# every capability-flag set (its own build) on Verilator and Icarus.  ``MIG_ENGINE_SEED``
+# every capability-flag set (its own build) on Verilator and Icarus.  ``VFMIG_SEED``
 # picks the seed; each cocotb test logs the seed it derives from it.
 
-SEED = int(os.environ.get("MIG_ENGINE_SEED", "20240612"))
+SEED = bench_seed(20240612)
 
 
-@pytest.mark.parametrize("config", sorted(CONFIGS))
-@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+@bench_matrix(CONFIGS)
 def test_cocotb_mig_engine(sim: str, config: str) -> None:
-    if not simulator_available(sim):
-        pytest.skip(f"{sim} is not installed")
     cfg = CONFIGS[config]
-    print(f"mig_engine bench, {config} on {sim}, COCOTB_RANDOM_SEED={SEED}")
-    run_tests(sim, f"mig_system_{config}", lambda: build(cfg), "tb.mig_engine.test_mig_engine",
+    run_tests(sim, f"mig_system_{config}", lambda: build(cfg), __name__,
               parameters=cfg.to_dict(), extra_env=to_env(cfg), seed=SEED)

@@ -11,21 +11,24 @@ from __future__ import annotations
 import random
 
 from amaranth.hdl import Module
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import wiring
 
-from hdl.formats import ChunkBeat
 from hdl.migproto import (
     MigProtoDecoder,
     MigProtoEncoder,
-    malformed_event_layout,
-    message_header_layout,
 )
-from model.protocol import MAX_VFS, Malformed, Message, MsgType, Reason, pack_header, payload_bounds
+from model.protocol import MAX_VFS, Message, MsgType, Reason, pack_header, payload_bounds
 from model.protocol_vectors import VECTOR_MAX_CHUNK, VECTOR_N_VFS
+from tb.common.harness import connect_inner, inner_members
 
 HARNESS_PARAMETERS = {"n_vfs": VECTOR_N_VFS, "max_chunk_words": VECTOR_MAX_CHUNK,
                       "counter_bits": 16}
+
+
+# Harness port -> the decoder's / the encoder's port it exposes.
+DECODER_PORTS = {name: name for name in ("rx", "header", "payload", "malformed", "unexpected",
+                                         "counts")}
+ENCODER_PORTS = {"enc_header": "header", "enc_payload": "payload", "tx": "tx"}
 
 
 class MigProtoHarness(wiring.Component):
@@ -36,30 +39,15 @@ class MigProtoHarness(wiring.Component):
     def __init__(self, n_vfs: int, max_chunk_words: int, counter_bits: int):
         self._decoder = MigProtoDecoder(n_vfs, max_chunk_words, counter_bits=counter_bits)
         self._encoder = MigProtoEncoder()
-        super().__init__({
-            "rx": In(stream.Signature(ChunkBeat)),
-            "header": Out(stream.Signature(message_header_layout())),
-            "payload": Out(stream.Signature(ChunkBeat)),
-            "malformed": Out(malformed_event_layout()),
-            "unexpected": In(1),
-            "counts": Out(data.ArrayLayout(counter_bits, len(Malformed))),
-            "enc_header": In(stream.Signature(message_header_layout())),
-            "enc_payload": In(stream.Signature(32)),
-            "tx": Out(stream.Signature(ChunkBeat)),
-        })
+        super().__init__({**inner_members(self._decoder, DECODER_PORTS),
+                          **inner_members(self._encoder, ENCODER_PORTS)})
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.decoder = dec = self._decoder
-        m.submodules.encoder = enc = self._encoder
-        wiring.connect(m, wiring.flipped(self.rx), dec.rx)
-        wiring.connect(m, dec.header, wiring.flipped(self.header))
-        wiring.connect(m, dec.payload, wiring.flipped(self.payload))
-        wiring.connect(m, wiring.flipped(self.enc_header), enc.header)
-        wiring.connect(m, wiring.flipped(self.enc_payload), enc.payload)
-        wiring.connect(m, enc.tx, wiring.flipped(self.tx))
-        m.d.comb += [self.malformed.eq(dec.malformed), dec.unexpected.eq(self.unexpected),
-                     self.counts.eq(dec.counts)]
+        m.submodules.decoder = self._decoder
+        m.submodules.encoder = self._encoder
+        connect_inner(m, self, self._decoder, DECODER_PORTS)
+        connect_inner(m, self, self._encoder, ENCODER_PORTS)
         return m
 
 

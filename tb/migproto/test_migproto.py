@@ -4,9 +4,9 @@ The scoreboard predicts the decoder's outputs with ``model.protocol.classify``: 
 well-formed message comes out as its header record followed by the words after ``arg``;
 each malformed one only as a ``malformed`` event and a count under its reason — any beat of
 it on ``header``/``payload`` shows up as a mismatch in the trace.  The encoder's output is
-compared with ``Message.to_words``.  Each test seeds its generator with
-``cocotb.RANDOM_SEED`` (logged), which cocotb derives from ``COCOTB_RANDOM_SEED`` and the
-test's name, so a run is reproduced by that seed and the test name alone.
+compared with ``Message.to_words``.  Each test seeds its generator from its seed (logged;
+tb/common/seeds.py), which cocotb derives from ``COCOTB_RANDOM_SEED`` and the test's name,
+so ``VFMIG_SEED`` and the test name reproduce a run.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import random
 from collections import Counter
 
 import cocotb
-import pytest
 from amaranth.lib import data
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
@@ -25,7 +24,8 @@ from hdl.formats import ChunkBeat
 from hdl.migproto import malformed_event_layout, message_header_layout
 from model.protocol import HEADER_FIELDS, Malformed, Message, MsgType, Reason, classify
 from model.protocol_vectors import DEFAULT_OUT
-from tb.common.runner import run_tests, simulator_available
+from tb.common.runner import bench_matrix, run_tests
+from tb.common.seeds import bench_seed, generator_seeds
 from tb.common.streams import StreamDriver, StreamMonitor, unpack
 from tb.migproto import HARNESS_PARAMETERS, build_harness, random_message, random_valid
 
@@ -44,8 +44,7 @@ def _beats(words: list[int]) -> list[dict]:
 
 
 def _seeded(dut) -> random.Random:
-    dut._log.info(f"seed {cocotb.RANDOM_SEED} (COCOTB_RANDOM_SEED and this test's name)")
-    return random.Random(cocotb.RANDOM_SEED)
+    return random.Random(generator_seeds(dut._log, 1)[0])
 
 
 class Scoreboard:
@@ -242,13 +241,10 @@ async def encoder_vectors(dut):
 # ---------------------------------------------------------------- pytest entry
 # pytest entry: the cocotb tests of tb/migproto (codec harness) on Verilator and Icarus.
 
-SEED = 20240604
+SEED = bench_seed(20240604)   # VFMIG_SEED overrides it
 
 
-@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+@bench_matrix()
 def test_cocotb_migproto(sim):
-    if not simulator_available(sim):
-        pytest.skip(f"{sim} is not installed")
-    print(f"cocotb migproto tests on {sim}, COCOTB_RANDOM_SEED={SEED}")
-    run_tests(sim, "migproto_harness", build_harness, "tb.migproto.test_migproto",
+    run_tests(sim, "migproto_harness", build_harness, __name__,
               parameters=HARNESS_PARAMETERS, seed=SEED)

@@ -20,7 +20,6 @@ cycle ``k + 1`` answers the read presented (``rd_en``) in ``k`` and holds until 
 """
 
 from .configs import (
-    CONFIG_ENV,
     CONFIGS,
     ProfilerParams,
 )
@@ -43,7 +42,6 @@ from .stimulus import (
 __all__ = [
     "CONFIGS",
     "Cycle",
-    "CONFIG_ENV",
     "Plan",
     "ProfilerParams",
     "Window",

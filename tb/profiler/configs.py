@@ -4,12 +4,10 @@ travel to the cocotb tests (environment)."""
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from dataclasses import dataclass
 
 from model.profiler import DEFAULT_BINS
-from tb.common.runner import CONFIG_ENV
+from tb.common.runner import BenchConfig
 
 
 def _bits_for(n: int) -> int:
@@ -17,8 +15,10 @@ def _bits_for(n: int) -> int:
 
 
 @dataclass(frozen=True)
-class ProfilerParams:
+class ProfilerParams(BenchConfig):
     """The constructor arguments of ``hdl.profiler.Profiler``."""
+    ENTRY = "tb/profiler/test_profiler.py"
+    ENV_OPTIONAL = True   # the default configuration when run alone
     n_vfs: int = 3
     tag_bits: int = 3
     latency_bits: int = 24
@@ -47,14 +47,6 @@ class ProfilerParams:
     def device_regs(self) -> tuple[str, ...]:
         from hdl.profiler import PROFILER_DEVICE_REGS
         return PROFILER_DEVICE_REGS
-
-    def to_env(self) -> dict[str, str]:
-        return {CONFIG_ENV: json.dumps(dataclasses.asdict(self), sort_keys=True)}
-
-    @classmethod
-    def from_env(cls) -> ProfilerParams:
-        text = os.environ.get(CONFIG_ENV)
-        return cls(**json.loads(text)) if text else cls()
 
 
 CONFIGS = {

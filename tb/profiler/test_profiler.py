@@ -7,23 +7,22 @@ traffic goes on, and the reads are scored against the whole-request reference
 snapshots (``CounterSnapshot``/``DeviceSnapshot``) that ``model.profiler.Profiler`` analyses.
 
 The configuration comes from ``VFMIG_BENCH_CONFIG`` (tb/profiler/test_profiler.py); each test's
-seed is ``cocotb.RANDOM_SEED``, which cocotb derives from ``COCOTB_RANDOM_SEED`` and the full
-test name (load included): every test logs both, and the pair reproduces a run.
+generator seeds come from its seed (tb/common/seeds.py), which cocotb derives from
+``COCOTB_RANDOM_SEED`` and the full test name (load included): every test logs both, and
+``VFMIG_SEED`` reproduces a run.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import random
 
 import cocotb
-import pytest
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge
 
 from model.profiler import Profiler as Analyser
-from tb.common.runner import run_tests, simulator_available
+from tb.common.runner import bench_matrix
+from tb.common.seeds import bench_seed, generator_seeds
 from tb.profiler import (
     CONFIGS,
     Cycle,
@@ -78,9 +77,7 @@ LOADS = {"light": (0.2, 0.2), "busy": (0.6, 0.55), "saturated": (0.95, 0.9)}
 @cocotb.parametrize(load=list(LOADS))
 async def random_traffic_windows(dut, load: str) -> None:
     params = ProfilerParams.from_env()
-    seed = cocotb.RANDOM_SEED
-    dut._log.info("profiler random traffic: %s load, COCOTB_RANDOM_SEED=%s (this test's seed "
-                  "%d), %s", load, os.environ.get("COCOTB_RANDOM_SEED", "?"), seed, params)
+    [seed] = generator_seeds(dut._log, 1, f"profiler random traffic: {load} load, {params}")
     req_prob, resp_prob = LOADS[load]
     narrow = params.counter_bits < 16
     plan = random_traffic(params, random.Random(seed), n_windows=5, req_prob=req_prob,
@@ -89,7 +86,7 @@ async def random_traffic_windows(dut, load: str) -> None:
     await tb.reset()
     rd_data = await tb.run(plan)
     errors = compare(params, plan, rd_data)
-    assert not errors, f"seed {seed}: {len(errors)} mismatches:\n" + "\n".join(errors[:20])
+    assert not errors, f"traffic seed {seed}: {len(errors)} mismatches:\n" + "\n".join(errors[:20])
 
     windows = read_back(params, plan, rd_data)
     requests = sum(v["requests"] for w in windows for v in w.vfs)
@@ -107,17 +104,8 @@ async def random_traffic_windows(dut, load: str) -> None:
 
 # ---------------------------------------------------------------- pytest entry
 # pytest entry of the profiler's cocotb bench (tb/profiler): every configuration on every
-# installed simulator. ``PROFILER_SEED`` picks the seed (logged by every cocotb test).
+# installed simulator. ``VFMIG_SEED`` picks the seed (logged by every cocotb test).
 
-SEED = int(os.environ.get("PROFILER_SEED", "20240621"))
-
-
-@pytest.mark.parametrize("config", sorted(CONFIGS))
-@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+@bench_matrix(CONFIGS)
 def test_cocotb_profiler(sim: str, config: str) -> None:
-    if not simulator_available(sim):
-        pytest.skip(f"{sim} is not installed")
-    params = CONFIGS[config]
-    print(f"cocotb profiler tests on {sim} ({config}), COCOTB_RANDOM_SEED={SEED}")
-    run_tests(sim, f"profiler_{config}", params.build, "tb.profiler.test_profiler",
-              parameters=dataclasses.asdict(params), extra_env=params.to_env(), seed=SEED)
+    CONFIGS[config].run_bench(sim, f"profiler_{config}", __name__, seed=bench_seed(20240621))

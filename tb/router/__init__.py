@@ -1,14 +1,6 @@
 """The bench of hdl/router.py: re-exports tb/router/configs.py
 (the tests: tb/router/test_router.py)."""
 
-from .configs import (
-    CONFIG_ENV,
-    CONFIGS,
-    RouterConfig,
-)
+from .configs import CONFIGS, RouterConfig
 
-__all__ = [
-    "CONFIGS",
-    "CONFIG_ENV",
-    "RouterConfig",
-]
+__all__ = ["CONFIGS", "RouterConfig"]

@@ -5,16 +5,15 @@ tests are ``tb.router.test_router``."""
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass
 
 from hdl.formats import bits_for
-from tb.common.runner import CONFIG_ENV
+from tb.common.runner import BenchConfig
 
 
 @dataclass(frozen=True)
-class RouterConfig:
+class RouterConfig(BenchConfig):
+    ENTRY = "tb/router/test_router.py"
     n_vfs: int
     slots_per_device: tuple[int, ...]
     vf_bits: int
@@ -44,17 +43,6 @@ class RouterConfig:
         """The DUT of the benches: the router behind the quiesce harness."""
         from tb.router.harness import RouterHarness
         return RouterHarness(self.n_vfs, **self.kwargs())
-
-    def to_env(self) -> dict[str, str]:
-        return {CONFIG_ENV: json.dumps(asdict(self), sort_keys=True)}
-
-    @classmethod
-    def from_env(cls) -> RouterConfig:
-        text = os.environ.get(CONFIG_ENV)
-        if text is None:
-            raise RuntimeError(f"{CONFIG_ENV} is not set: run the bench through "
-                               f"tb/router/test_router.py")
-        return cls(**json.loads(text))
 
 
 # Two devices as in the system (a host with more slots, an offload device with few), six VFs

@@ -12,6 +12,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
 from hdl.router import Router
+from tb.common.harness import connect_inner
 
 
 class RouterHarness(wiring.Component):
@@ -36,18 +37,13 @@ class RouterHarness(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.router = router = self.router
-        for name, member in router.signature.members.items():
+        names = list(router.signature.members)
+        connect_inner(m, self, router, {n: n for n in names if not n.startswith("dev_req_")})
+        for name in (n for n in names if n.startswith("dev_req_")):
             outer, inner = getattr(self, name), getattr(router, name)
-            if name.startswith("dev_req_"):
-                quiesce = getattr(self, f"quiesce_{name.rsplit('_', 1)[1]}")
-                blocked = quiesce.bit_select(inner.payload.slot, 1)
-                m.d.comb += [outer.payload.eq(inner.payload),
-                             outer.valid.eq(inner.valid & ~blocked),
-                             inner.ready.eq(outer.ready & ~blocked)]
-            elif member.is_signature:
-                wiring.connect(m, wiring.flipped(outer), inner)
-            elif member.flow == wiring.Out:
-                m.d.comb += outer.eq(inner)
-            else:
-                m.d.comb += inner.eq(outer)
+            quiesce = getattr(self, f"quiesce_{name.rsplit('_', 1)[1]}")
+            blocked = quiesce.bit_select(inner.payload.slot, 1)
+            m.d.comb += [outer.payload.eq(inner.payload),
+                         outer.valid.eq(inner.valid & ~blocked),
+                         inner.ready.eq(outer.ready & ~blocked)]
         return m

@@ -1,8 +1,8 @@
 """cocotb + pyuvm tests of hdl/router.py (behind tb.router.harness.RouterHarness).
 
 Run through tb/router/test_router.py, which builds the configuration named in
-``VFMIG_BENCH_CONFIG``. The seed is ``cocotb.RANDOM_SEED`` (``COCOTB_RANDOM_SEED``); every test
-logs it and a run is reproduced by its seed and test name alone.
+``VFMIG_BENCH_CONFIG``. Seeds follow tb/common/seeds.py: every test logs its seed and
+``VFMIG_SEED`` set to the logged ``COCOTB_RANDOM_SEED`` reproduces a run.
 
 Environment: ``RouterEnv`` = a request agent (sequencer + driver), a control agent
 (sequencer + driver: timed table commands), the monitor (publishes every event the BFM
@@ -17,13 +17,11 @@ latency, capacity and random backpressure; slot quiesce through the harness).
 
 from __future__ import annotations
 
-import os
 import random
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import cocotb
-import pytest
 import pyuvm
 from cocotb.clock import Clock
 from cocotb.triggers import Event, ReadOnly, RisingEdge, with_timeout
@@ -40,8 +38,9 @@ from pyuvm import (
 )
 
 from model.router import GoldenRouter, RouterCommand, RouterOp, RouterRequest, RouterTable
-from tb.common.runner import run_tests, simulator_available
-from tb.common.uvm import BfmDriver, PlannedCoverage, SequencedAgent
+from tb.common.runner import bench_matrix
+from tb.common.seeds import bench_seed, generator_seeds
+from tb.common.uvm import BfmDriver, ItemListSeq, PlannedCoverage, SequencedAgent
 from tb.router import CONFIGS, RouterConfig
 from tb.router.bench import (
     SETTLE,
@@ -191,30 +190,17 @@ class BoundedTrafficSeq(uvm_sequence):
             await self.finish_item(item)
 
 
-class RequestListSeq(uvm_sequence):
-    def __init__(self, name: str, requests: list[RouterRequest]):
-        super().__init__(name)
-        self.requests = requests
-
-    async def body(self):
-        for req in self.requests:
-            item = RequestItem(req)
-            await self.start_item(item)
-            await self.finish_item(item)
+class RequestListSeq(ItemListSeq):
+    """A fixed list of ``RouterRequest``s."""
+    ITEM = RequestItem
 
 
-class ScheduleSeq(uvm_sequence):
-    """Table commands, each offered from its cycle on (sorted by cycle)."""
+class ScheduleSeq(ItemListSeq):
+    """Table commands ``(cycle, RouterCommand)``, each offered from its cycle on (sorted by
+    cycle)."""
 
-    def __init__(self, name: str, schedule: list[tuple[int, RouterCommand]]):
-        super().__init__(name)
-        self.schedule = schedule
-
-    async def body(self):
-        for cycle, cmd in self.schedule:
-            item = ControlItem(cycle, cmd)
-            await self.start_item(item)
-            await self.finish_item(item)
+    def item(self, element):
+        return ControlItem(*element)
 
 
 # ---------------------------------------------------------------- components
@@ -296,6 +282,7 @@ class RouterCoverage(PlannedCoverage, uvm_subscriber):
     """Planned bins (``PLANNED``); a test lists the bins it must hit in ConfigDB
     ``COVERAGE``, and ``report_phase`` fails when one of them was never hit."""
 
+    COVERGROUP = "router"
     PLANNED = ("unknown_vf_error", "unplaced_vf_error", "request_while_held",
                "release_relocated", "release_in_place", "two_held_at_once",
                "three_held_at_once", "queue_full_backpressure", "refused_command",
@@ -368,13 +355,11 @@ class RouterTestBase(uvm_test):
 
     def build_phase(self):
         self.cfg = RouterConfig.from_env()
-        self.seed = cocotb.RANDOM_SEED
-        self.rng = random.Random(self.seed)
+        rng_seed, bench_seed_ = generator_seeds(self.logger, 2, f"{type(self).__name__}, "
+                                                                f"config {self.cfg}")
+        self.rng = random.Random(rng_seed)
         self.dut = cocotb.top
-        self.logger.info("%s: COCOTB_RANDOM_SEED=%s (this test's seed %d), config %s",
-                         type(self).__name__, os.environ.get("COCOTB_RANDOM_SEED", "?"),
-                         self.seed, self.cfg)
-        bench = RouterBench(self.cfg, self.rng.getrandbits(32), devices=self.devices(),
+        bench = RouterBench(self.cfg, bench_seed_, devices=self.devices(),
                             **self.bench_knobs())
         self.bfm = RouterBfm(self.dut, bench)
         ConfigDB().set(None, "*", "BFM", self.bfm)
@@ -638,16 +623,8 @@ class HoldWithRequestsInside(RouterTestBase):
 
 # ---------------------------------------------------------------- pytest entry
 # pytest entry of the router's cocotb/pyuvm bench (tb/router): every configuration on every
-# installed simulator. ``ROUTER_SEED`` picks the seed (logged by every cocotb test).
+# installed simulator. ``VFMIG_SEED`` picks the seed (logged by every cocotb test).
 
-SEED = int(os.environ.get("ROUTER_SEED", "20240613"))
-
-
-@pytest.mark.parametrize("config", sorted(CONFIGS))
-@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+@bench_matrix(CONFIGS)
 def test_router(sim: str, config: str) -> None:
-    if not simulator_available(sim):
-        pytest.skip(f"{sim} is not installed")
-    cfg = CONFIGS[config]
-    run_tests(sim, f"router_{config}", cfg.build, "tb.router.test_router",
-              parameters=asdict(cfg), extra_env=cfg.to_env(), seed=SEED)
+    CONFIGS[config].run_bench(sim, f"router_{config}", __name__, seed=bench_seed(20240613))

@@ -25,10 +25,8 @@ from dataclasses import asdict, dataclass, fields
 from cocotb.triggers import Event, ReadOnly, RisingEdge
 from pyuvm import (
     ConfigDB,
-    uvm_analysis_port,
     uvm_component,
     uvm_env,
-    uvm_monitor,
     uvm_scoreboard,
     uvm_sequence,
     uvm_sequence_item,
@@ -40,7 +38,7 @@ from model.config import SystemConfig
 from model.state import ImageLayout
 from model.vfio import MigrationFlags
 from tb.common.streams import pack, unpack
-from tb.common.uvm import BfmDriver, SequencedAgent
+from tb.common.uvm import BfmDriver, BfmMonitor, ItemListSeq, SequencedAgent
 
 from .irq_check import SystemIrqCheck
 from .traffic import Scoreboard, TrafficGenerator, VmInterrupt, VmRequest, VmResponse
@@ -273,18 +271,9 @@ class VmRequestItem(uvm_sequence_item):
         self.req = req
 
 
-class RequestListSeq(uvm_sequence):
-    """Sends a fixed list of requests (MSI-X programming, image read-back)."""
-
-    def __init__(self, name: str, requests: list[VmRequest]):
-        super().__init__(name)
-        self.requests = requests
-
-    async def body(self):
-        for req in self.requests:
-            item = VmRequestItem(req)
-            await self.start_item(item)
-            await self.finish_item(item)
+class RequestListSeq(ItemListSeq):
+    """Sends a fixed list of ``VmRequest``s (MSI-X programming, image read-back)."""
+    ITEM = VmRequestItem
 
 
 class RandomTrafficSeq(uvm_sequence):
@@ -312,19 +301,9 @@ class VmDriver(BfmDriver):
         await self.bfm.send(item.req)
 
 
-class VmMonitor(uvm_monitor):
+class VmMonitor(BfmMonitor):
     """Publishes accepted requests, responses and interrupts (sampled by the BFM)."""
-
-    def build_phase(self):
-        self.bfm = ConfigDB().get(self, "", "BFM")
-        self.issued_ap = uvm_analysis_port("issued_ap", self)
-        self.resp_ap = uvm_analysis_port("resp_ap", self)
-        self.irq_ap = uvm_analysis_port("irq_ap", self)
-
-    def connect_phase(self):
-        self.bfm.on_issued = self.issued_ap.write
-        self.bfm.on_response = self.resp_ap.write
-        self.bfm.on_interrupt = self.irq_ap.write
+    HOOKS = {"on_issued": "issued_ap", "on_response": "resp_ap", "on_interrupt": "irq_ap"}
 
 
 class VmTrafficAgent(SequencedAgent):

@@ -340,21 +340,30 @@ class Vmm:
             await Timer((n - 1) * CLOCK_NS, "ns")
         await RisingEdge(self.bus.clock)
 
-    async def poll(self, vf: int, name: str, done, what: str, decode=None):
-        """Read ``name`` of ``vf`` until ``done(decoded value)``; raise VmmTimeout naming the
-        VF, register and last value after ``timeout_cycles``."""
+    async def wait_for(self, vf: int, sample, done, what: str, describe, reads: int = 1):
+        """``await sample()`` (``reads`` register reads of ``vf``) until ``done(value)``, every
+        ``poll_cycles``; after ``timeout_cycles`` raise VmmTimeout naming the VF, ``what``,
+        ``describe(last value)`` and DEVICE_STATE."""
         waited = 0
         while True:
-            raw = await self.read(vf, name)
-            value = decode(raw) if decode else raw
+            value = await sample()
             if done(value):
                 return value
             if waited >= self.timeout_cycles:
                 state = _state_name(await self.read(vf, "DEVICE_STATE") & 7)
                 raise VmmTimeout(f"VF {vf}: timeout after {waited} cycles waiting for {what}: "
-                                 f"{name} = 0x{raw:08x} ({value}), DEVICE_STATE = {state}")
+                                 f"{describe(value)}, DEVICE_STATE = {state}")
             await self.wait_cycles(self.poll_cycles)
-            waited += self.poll_cycles + 2
+            waited += self.poll_cycles + 2 * reads
+
+    async def poll(self, vf: int, name: str, done, what: str, decode=None):
+        """Read ``name`` of ``vf`` until ``done(decoded value)`` (``wait_for``)."""
+        async def sample():
+            raw = await self.read(vf, name)
+            return raw, (decode(raw) if decode else raw)
+        _, value = await self.wait_for(vf, sample, lambda rv: done(rv[1]), what,
+                                       lambda rv: f"{name} = 0x{rv[0]:08x} ({rv[1]})")
+        return value
 
     async def request(self, vf: int, state: DeviceState) -> Status:
         """Write REQUESTED_STATE and wait until the hardware has walked the arcs."""
@@ -503,17 +512,11 @@ class Vmm:
             self.before_commit(step)
         await self.write(vf, "CONTROL", 1 << CONTROL_COMMIT)
 
-        waited = 0
-        while True:
-            location, st = await self.location(vf), await self.status(vf)
-            if location.device != rec.source or st.error:
-                break
-            if waited >= self.timeout_cycles:
-                raise VmmTimeout(f"VF {vf}: timeout after {waited} cycles waiting for the commit:"
-                                 f" LOCATION {location}, STATUS {st}, DEVICE_STATE "
-                                 f"{_state_name(await self.read(vf, 'DEVICE_STATE') & 7)}")
-            await self.wait_cycles(self.poll_cycles)
-            waited += self.poll_cycles + 4
+        async def placed():
+            return await self.location(vf), await self.status(vf)
+        location, st = await self.wait_for(
+            vf, placed, lambda ls: ls[0].device != rec.source or ls[1].error, "the commit",
+            lambda ls: f"LOCATION {ls[0]}, STATUS {ls[1]}", reads=2)
         if st.error and location.device == rec.source:
             return await self._refused(rec, st, loc, start, "COMMIT")
         # DEVICE_STATE follows the location: wait until the VF runs at its new place.
@@ -576,19 +579,16 @@ class Vmm:
         """Wait until the whole image went over once (PRECOPY_INITIAL_BYTES = 0) and then
         ``rounds`` dirty rounds ran, or pre-copy converged first (ROUNDS may only be
         published when the migration ends)."""
-        waited = 0
-        while True:
-            initial = await self.read(vf, "PRECOPY_INITIAL_BYTES")
-            status = await self.status(vf)
-            done = await self.read(vf, "ROUNDS")
-            if status.error or (initial == 0 and (done >= rounds or status.converged)):
-                return
-            if waited >= self.timeout_cycles:
-                raise VmmTimeout(f"VF {vf}: timeout after {waited} cycles waiting for "
-                                 f"{rounds} pre-copy round(s): PRECOPY_INITIAL_BYTES = "
-                                 f"{initial}, ROUNDS = {done}, STATUS {status}")
-            await self.wait_cycles(self.poll_cycles)
-            waited += self.poll_cycles + 6
+        async def progress():
+            return (await self.read(vf, "PRECOPY_INITIAL_BYTES"), await self.status(vf),
+                    await self.read(vf, "ROUNDS"))
+
+        def finished(isd) -> bool:
+            initial, status, done = isd
+            return status.error or (initial == 0 and (done >= rounds or status.converged))
+        await self.wait_for(vf, progress, finished, f"{rounds} pre-copy round(s)",
+                            lambda isd: f"PRECOPY_INITIAL_BYTES = {isd[0]}, ROUNDS = {isd[2]}, "
+                                        f"STATUS {isd[1]}", reads=3)
 
     async def _check_rolled_back(self, rec: MigrationRecord, loc: Location) -> None:
         vf = rec.vf

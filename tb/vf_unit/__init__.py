@@ -1,14 +1,6 @@
 """The bench of hdl/vf_unit.py: re-exports tb/vf_unit/configs.py
 (the tests: tb/vf_unit/test_vf_unit.py)."""
 
-from .configs import (
-    CONFIG_ENV,
-    CONFIGS,
-    VFUnitConfig,
-)
+from .configs import CONFIGS, VFUnitConfig
 
-__all__ = [
-    "CONFIGS",
-    "CONFIG_ENV",
-    "VFUnitConfig",
-]
+__all__ = ["CONFIGS", "VFUnitConfig"]

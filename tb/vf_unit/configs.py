@@ -4,16 +4,15 @@ back from the environment)."""
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from model.state import ImageLayout
-from tb.common.runner import CONFIG_ENV
+from tb.common.runner import BenchConfig
 
 
 @dataclass(frozen=True)
-class VFUnitConfig:
+class VFUnitConfig(BenchConfig):
+    ENTRY = "tb/vf_unit/test_vf_unit.py"
     csr_words: int
     msix_vectors: int
     mem_words: int
@@ -30,17 +29,6 @@ class VFUnitConfig:
     def build(self):
         from hdl.vf_unit import VFUnit
         return VFUnit(self.layout, self.n_slots, self.service_latency, self.tag_bits)
-
-    def to_env(self) -> dict[str, str]:
-        return {CONFIG_ENV: json.dumps(asdict(self), sort_keys=True)}
-
-    @classmethod
-    def from_env(cls) -> VFUnitConfig:
-        text = os.environ.get(CONFIG_ENV)
-        if text is None:
-            raise RuntimeError(f"{CONFIG_ENV} is not set: run the bench through "
-                               f"tb/vf_unit/test_vf_unit.py")
-        return cls(**json.loads(text))
 
 
 # An offload device (fast, few slots, one PBA word) and a host device (slow, two PBA words).

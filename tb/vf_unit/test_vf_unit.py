@@ -1,51 +1,49 @@
 """cocotb tests of the VF unit's generated Verilog, scored against one GoldenVF per slot.
 
 Run through tb/vf_unit/test_vf_unit.py (it builds the configuration named in
-``VFMIG_BENCH_CONFIG``). Every test logs its seed; ``COCOTB_RANDOM_SEED`` reproduces a run.
+``VFMIG_BENCH_CONFIG``). Every test logs its seed (tb/common/seeds.py); ``VFMIG_SEED``
+reproduces a run.
 """
 
 from __future__ import annotations
 
-import os
 import random
 from collections import deque
-from dataclasses import asdict
 
 import cocotb
-import pytest
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from hdl.formats import irq_layout, vf_request_layout, vf_response_layout
 from model.state import (
-    MSIX_ADDR_LO,
-    MSIX_CTRL,
-    MSIX_DATA,
     GoldenVF,
     Op,
     image_digest,
     zero_image_digest,
 )
-from tb.common.runner import run_tests, simulator_available
+from tb.common.runner import bench_matrix
+from tb.common.seeds import bench_seed, generator_seeds
 from tb.common.streams import StreamDriver, StreamMonitor
 from tb.vf_unit import CONFIGS, VFUnitConfig
+from tb.vf_unit.stimulus import random_request
 
 
 class TB:
     """Drives requests, watches responses and interrupts, predicts both with GoldenVF."""
 
-    def __init__(self, dut, seed: int, idle: float = 0.0, resp_backpressure: float = 0.0,
+    def __init__(self, dut, idle: float = 0.0, resp_backpressure: float = 0.0,
                  irq_backpressure: float = 0.0):
         self.dut, self.cfg = dut, VFUnitConfig.from_env()
         self.layout, self.n_slots = self.cfg.layout, self.cfg.n_slots
-        self.rng = random.Random(seed)
-        dut._log.info("seed=%d config=%s idle=%.2f resp_bp=%.2f irq_bp=%.2f", seed, self.cfg,
-                      idle, resp_backpressure, irq_backpressure)
+        seeds = generator_seeds(dut._log, 4, f"config {self.cfg}, idle {idle:.2f}, resp_bp "
+                                             f"{resp_backpressure:.2f}, "
+                                             f"irq_bp {irq_backpressure:.2f}")
+        self.rng = random.Random(seeds[0])
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
         lay, n = self.layout, self.n_slots
         self.req = StreamDriver(dut, "req", dut.clk, vf_request_layout(lay, n, self.cfg.tag_bits),
-                                idle_prob=idle, rng=random.Random(seed + 1))
-        self.monitor_args = (seed, resp_backpressure, irq_backpressure)
+                                idle_prob=idle, rng=random.Random(seeds[1]))
+        self.monitor_args = (seeds[2:], resp_backpressure, irq_backpressure)
         self.golden = [GoldenVF(lay) for _ in range(n)]
         self.in_flight: deque[dict] = deque()
         self.irqs: list[tuple] = []
@@ -76,14 +74,14 @@ class TB:
             for port in (dut.req__ready, dut.idle):
                 assert not port.value.is_resolvable or int(port.value) == 0, "sweep too short"
         await RisingEdge(dut.clk)
-        seed, resp_backpressure, irq_backpressure = self.monitor_args
+        (resp_seed, irq_seed), resp_backpressure, irq_backpressure = self.monitor_args
         lay, n = self.layout, self.n_slots
         self.resp = StreamMonitor(dut, "resp", dut.clk, vf_response_layout(n, self.cfg.tag_bits),
                                   backpressure_prob=resp_backpressure,
-                                  rng=random.Random(seed + 2), callback=self._on_resp)
+                                  rng=random.Random(resp_seed), callback=self._on_resp)
         self.irq = StreamMonitor(dut, "irq", dut.clk, irq_layout(lay, n),
                                  backpressure_prob=irq_backpressure,
-                                 rng=random.Random(seed + 3), callback=self._on_irq)
+                                 rng=random.Random(irq_seed), callback=self._on_irq)
         await ReadOnly()
         self.check_state("after reset")
         assert self.digests() == [zero_image_digest(self.layout)] * self.n_slots
@@ -159,29 +157,9 @@ class TB:
 
     # -------------------------------------------------------------- stimulus
     def random_request(self, addr_limit: int | None = None) -> dict:
-        rng, lay = self.rng, self.layout
-        limit = addr_limit or lay.image_words
-        op = rng.choice([Op.READ, Op.WRITE, Op.ADD, Op.NOTIFY, Op.NOTIFY])
-        vector = rng.randrange(lay.msix_vectors)
-        kind = rng.random()
-        if op == Op.NOTIFY:
-            addr = rng.randrange(lay.stride)
-            data = vector if kind < 0.9 else rng.choice([lay.msix_vectors, rng.getrandbits(32)])
-        elif kind < 0.35:
-            addr, data = lay.msix_word(vector, MSIX_CTRL), rng.choice([0, 1, 1, 0xFFFF_FFFF])
-        elif kind < 0.5:
-            addr = lay.msix_word(vector, rng.choice([MSIX_ADDR_LO, MSIX_DATA]))
-            data = rng.getrandbits(32)
-        elif kind < 0.58:
-            addr = lay.pba_base + rng.randrange(lay.pba_words)
-            data = rng.getrandbits(32) & rng.getrandbits(32)
-        elif kind < 0.95 or addr_limit:
-            addr, data = rng.randrange(limit), rng.getrandbits(32)
-        else:
-            addr, data = rng.randrange(lay.image_words, lay.stride), rng.getrandbits(32)
+        slot, op, addr, data = random_request(self.rng, self.layout, self.n_slots, addr_limit)
         self.tag = (self.tag + 1) % (1 << self.cfg.tag_bits)
-        return {"slot": rng.randrange(self.n_slots), "op": int(op), "addr": addr,
-                "data": data, "tag": self.tag}
+        return {"slot": slot, "op": int(op), "addr": addr, "data": data, "tag": self.tag}
 
     async def traffic(self, count: int, addr_limit: int | None = None) -> None:
         for _ in range(count):
@@ -284,8 +262,7 @@ class TB:
 async def random_traffic_against_golden(dut, idle, resp_backpressure, irq_backpressure):
     """Random requests with idle/backpressure; between bursts irq_hold toggles and
     releases, dirty read-and-clear, dirty_clear and quiesce checks."""
-    seed = cocotb.RANDOM_SEED
-    tb = TB(dut, seed, idle, resp_backpressure, irq_backpressure)
+    tb = TB(dut, idle, resp_backpressure, irq_backpressure)
     await tb.reset()
     hold = 0
     for _ in range(50):
@@ -318,8 +295,7 @@ async def state_port_beside_traffic(dut):
     """The DMA's state port writes back-to-back bursts (repeated addresses included) into
     the upper memory of every slot while requests hit the words below: the digest accounts
     both, state-port writes leave no dirty bits, and everything reads back."""
-    seed = cocotb.RANDOM_SEED + 7
-    tb = TB(dut, seed, idle=0.2, resp_backpressure=0.2, irq_backpressure=0.2)
+    tb = TB(dut, idle=0.2, resp_backpressure=0.2, irq_backpressure=0.2)
     await tb.reset()
     lay = tb.layout
     split = lay.mem_base + 8
@@ -369,16 +345,8 @@ async def state_port_beside_traffic(dut):
 
 # ---------------------------------------------------------------- pytest entry
 # pytest entry of the VF unit's cocotb bench (tb/vf_unit): every configuration on every
-# installed simulator. ``VF_UNIT_SEED`` picks the seed (logged by every cocotb test).
+# installed simulator. ``VFMIG_SEED`` picks the seed (logged by every cocotb test).
 
-SEED = int(os.environ.get("VF_UNIT_SEED", "20240611"))
-
-
-@pytest.mark.parametrize("config", sorted(CONFIGS))
-@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+@bench_matrix(CONFIGS)
 def test_vf_unit(sim: str, config: str) -> None:
-    if not simulator_available(sim):
-        pytest.skip(f"{sim} is not installed")
-    cfg = CONFIGS[config]
-    run_tests(sim, f"vf_unit_{config}", cfg.build, "tb.vf_unit.test_vf_unit",
-              parameters=asdict(cfg), extra_env=cfg.to_env(), seed=SEED)
+    CONFIGS[config].run_bench(sim, f"vf_unit_{config}", __name__, seed=bench_seed(20240611))

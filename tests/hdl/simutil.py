@@ -34,3 +34,16 @@ def run_sim(dut, *testbenches, processes=(), vcd: str | None = None) -> None:
             sim.run()
     else:
         sim.run()
+
+
+def scenario_test(run):
+    """Decorator: the decorated ``async def test_...(...)`` (a scenario, not collectable as
+    it is) becomes a plain test that calls ``run(scenario)`` — the bench set-up written once
+    for every test of a file."""
+    def wrap(scenario):
+        def test() -> None:
+            run(scenario)
+        test.__name__, test.__qualname__ = scenario.__name__, scenario.__qualname__
+        test.__doc__, test.__module__ = scenario.__doc__, scenario.__module__
+        return test
+    return wrap

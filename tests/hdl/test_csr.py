@@ -141,17 +141,20 @@ class BusLog:
         return monitor
 
 
-def simulate(body) -> BusLog:
-    """Run ``body(ctx, axil, log)`` against a fresh slave + register file."""
+def simulate(*bodies) -> BusLog:
+    """Run every ``body(ctx, axil, log)`` (one testbench each, concurrently) against a fresh
+    slave + register file."""
     top = Module()
     dut, regs = AxiLiteSlave(), RegFile()
     top.submodules.dut, top.submodules.regs = dut, regs
     wiring.connect(top, dut.bus, regs.bus)
     log = BusLog()
 
-    async def bench(ctx):
-        await body(ctx, dut.axil, log)
-    run_sim(top, bench, processes=[log.process(dut.bus)])
+    def testbench(body):
+        async def bench(ctx):
+            await body(ctx, dut.axil, log)
+        return bench
+    run_sim(top, *map(testbench, bodies), processes=[log.process(dut.bus)])
     return log
 
 
@@ -339,21 +342,14 @@ def test_random_concurrent_traffic_matches_the_model(seed):
              for _ in range(40)]
     got_b, got_r = [], []
 
-    top = Module()
-    dut, regs = AxiLiteSlave(), RegFile()
-    top.submodules.dut, top.submodules.regs = dut, regs
-    wiring.connect(top, dut.bus, regs.bus)
-    log = BusLog()
-
-    async def writer(ctx):
+    async def writer(ctx, axil, log):
         for addr, data, strb, aw_delay, w_delay, stall in writes:
-            got_b.append(await axi_write(ctx, dut.axil, addr, data, strb, aw_delay, w_delay,
-                                         stall))
+            got_b.append(await axi_write(ctx, axil, addr, data, strb, aw_delay, w_delay, stall))
 
-    async def reader(ctx):
+    async def reader(ctx, axil, log):
         for addr, delay, stall in reads:
-            got_r.append(await axi_read(ctx, dut.axil, addr, delay, stall))
-    run_sim(top, writer, reader, processes=[log.process(dut.bus)])
+            got_r.append(await axi_read(ctx, axil, addr, delay, stall))
+    log = simulate(writer, reader)
 
     assert got_b == [expected_resp(a, s) for a, _, s, *_ in writes]
     assert [resp for _, resp in got_r] == [expected_resp(a) for a, *_ in reads]

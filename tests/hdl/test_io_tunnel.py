@@ -31,7 +31,8 @@ from model.io_message import (
     encode,
 )
 from model.link import FaultConfig, Flit
-from tb.common.link_fault import FaultyChannel, derive_seeds
+from tb.common.link_fault import FaultyChannel
+from tb.common.seeds import derive_seeds
 from tb.io_tunnel import CONFIGS, WIRES, TunnelPair, record_layouts
 from tests.hdl.simutil import run_sim
 

@@ -41,6 +41,8 @@ from tb.irq_remap import (
     pack,
     unpack,
 )
+from tests.checks import assert_refused
+from tests.hdl.simutil import scenario_test
 
 P = BENCH_PARAMS
 LAY = layouts(P)
@@ -64,9 +66,7 @@ LAY = layouts(P)
      "not 'late_replay'"),
 ])
 def test_parameters_are_checked(args, kwargs, error, message):
-    with pytest.raises(error) as info:
-        IrqRemap(*args, **kwargs)
-    assert str(info.value) == message
+    assert_refused(error, message, IrqRemap, *args, **kwargs)
 
 
 def test_layouts_follow_the_model():
@@ -175,155 +175,139 @@ class Directed:
                 self.ctx.get(self.dut.rd_pending))
 
 
+def directed(masked=(), fault_ready: bool = True):
+    """The decorated ``async def test_...(ctx, dut, d)`` becomes a test run on a fresh
+    ``IrqRemap(P)`` (``dut``) driven by ``d = Directed(ctx, dut)`` after ``d.program(masked)``
+    (with the fault reader stalled unless ``fault_ready``)."""
+    def run(scenario) -> None:
+        dut = build_remap(P)
+
+        async def bench(ctx):
+            d = Directed(ctx, dut)
+            ctx.set(dut.fault.ready, int(fault_ready))
+            await d.program(masked)
+            await scenario(ctx, dut, d)
+        simulate(dut, bench)
+    return scenario_test(run)
+
+
 def irq(vf: int, vector: int, src=None) -> dict:
     src = (0, vf) if src is None else src
     return {"handle": P.handle(vf, vector), "source_device": src[0], "source_slot": src[1]}
 
 
-def test_storm_is_one_per_cycle_with_two_cycles_latency():
-    dut = IrqRemap(P.n_vfs, P.n_vectors, vm_bits=P.vm_bits,
-                   guest_vector_bits=P.guest_vector_bits, fault_depth=P.fault_depth)
+@directed()
+async def test_storm_is_one_per_cycle_with_two_cycles_latency(ctx, dut, d):
     order = [(vf, v) for vf in range(P.n_vfs) for v in range(P.n_vectors)] * 8
-
-    async def bench(ctx):
-        d = Directed(ctx, dut)
-        await d.program()
-        start = d.cycle
-        for vf, v in order:
-            ready, _ = await d.tick(irq(vf, v))
-            assert ready
-        await d.idle(4)
-        assert [c - start for c, _ in d.out] == [i + 2 for i in range(len(order))]
-        assert [(b["vf"], b["vector"]) for _, b in d.out] == order
-        assert all(b["vm"] == b["vf"] and b["guest_vector"] == 0x10 * b["vf"] + b["vector"]
-                   for _, b in d.out)
-        assert ctx.get(dut.raised_count) == ctx.get(dut.delivered_count) == len(order)
-    simulate(dut, bench)
+    start = d.cycle
+    for vf, v in order:
+        ready, _ = await d.tick(irq(vf, v))
+        assert ready
+    await d.idle(4)
+    assert [c - start for c, _ in d.out] == [i + 2 for i in range(len(order))]
+    assert [(b["vf"], b["vector"]) for _, b in d.out] == order
+    assert all(b["vm"] == b["vf"] and b["guest_vector"] == 0x10 * b["vf"] + b["vector"]
+               for _, b in d.out)
+    assert ctx.get(dut.raised_count) == ctx.get(dut.delivered_count) == len(order)
 
 
-def test_mask_pending_coalesce_unmask_and_read():
-    dut = build_remap(P)
-
-    async def bench(ctx):
-        d = Directed(ctx, dut)
-        await d.program(masked={(1, 2)})
-        for _ in range(3):
-            await d.tick(irq(1, 2))
-        await d.tick(irq(1, 1))
-        await d.idle(3)
-        assert [(b["vf"], b["vector"]) for _, b in d.out] == [(1, 1)]
-        assert ctx.get(dut.coalesced_count) == 2
-        await d.command(RemapCommand.read(1, 2))
-        got, pending = d.read()
-        assert RemapEntry.from_dict(got) == entry(1, 2, mask=True) and pending == 1
-        new = RemapEntry(True, False, ValidationMode.EXACT, 0, 1, 5, 0x77)
-        at = d.cycle
-        await d.command(RemapCommand.write(1, 2, new))   # the unmask
-        await d.idle(3)
-        assert [(c - at, b) for c, b in d.out[1:]] == [   # valid the cycle after the write
-            (1, {"vm": 5, "guest_vector": 0x77, "vf": 1, "vector": 2})]
-        await d.command(RemapCommand.read(1, 2))
-        assert d.read()[1] == 0
-        await d.command(RemapCommand.write(1, 2, new))   # writing again sends nothing
-        await d.idle(3)
-        assert len(d.out) == 2
-    simulate(dut, bench)
+@directed(masked={(1, 2)})
+async def test_mask_pending_coalesce_unmask_and_read(ctx, dut, d):
+    for _ in range(3):
+        await d.tick(irq(1, 2))
+    await d.tick(irq(1, 1))
+    await d.idle(3)
+    assert [(b["vf"], b["vector"]) for _, b in d.out] == [(1, 1)]
+    assert ctx.get(dut.coalesced_count) == 2
+    await d.command(RemapCommand.read(1, 2))
+    got, pending = d.read()
+    assert RemapEntry.from_dict(got) == entry(1, 2, mask=True) and pending == 1
+    new = RemapEntry(True, False, ValidationMode.EXACT, 0, 1, 5, 0x77)
+    at = d.cycle
+    await d.command(RemapCommand.write(1, 2, new))   # the unmask
+    await d.idle(3)
+    assert [(c - at, b) for c, b in d.out[1:]] == [   # valid the cycle after the write
+        (1, {"vm": 5, "guest_vector": 0x77, "vf": 1, "vector": 2})]
+    await d.command(RemapCommand.read(1, 2))
+    assert d.read()[1] == 0
+    await d.command(RemapCommand.write(1, 2, new))   # writing again sends nothing
+    await d.idle(3)
+    assert len(d.out) == 2
 
 
-def test_hold_retarget_release_replay_timing_and_spoof_record():
-    dut = build_remap(P)
-
-    async def bench(ctx):
-        d = Directed(ctx, dut)
-        await d.program(masked={(2, 1)})
-        await d.command(RemapCommand.hold(2))
-        assert ctx.get(dut.held) == 0b0100
-        for v in (3, 0, 1, 3):
-            await d.tick(irq(2, v))
-        await d.command(RemapCommand.retarget(2, 1, 9))
-        await d.tick(irq(2, 2))               # from the old location: blocked now
-        await d.tick(irq(2, 2, src=(1, 9)))   # from the new one: pending
-        await d.idle(2)
-        assert d.out == []
-        assert d.faults == [{"source_device": 0, "source_slot": 2, "vf": 2, "vector": 2,
-                             "reason": FaultReason.SOURCE_MISMATCH}]
-        # RELEASE with 4 pending vectors (1 masked): busy for 5 cycles, irq_in waits.
-        at = d.cycle
-        await d.command(RemapCommand.release(2))
-        busy = []
-        for _ in range(8):
-            busy.append(ctx.get(dut.busy))
-            ready, _ = await d.tick(irq(2, 0, src=(1, 9)))
-        assert busy == [1] * 5 + [0] * 3
-        assert d.in_ready[-8:] == [0] * 5 + [1] * 3
-        replays = [(c - at, b["vector"]) for c, b in d.out]
-        # In vector order, one step per pending vector; masked vector 1 takes its step.
-        assert replays[:3] == [(3, 0), (5, 2), (6, 3)]
-        assert replays[3:] == [(8, 0)]   # accepted right after the replay, 2 cycles latency
-        await d.command(RemapCommand.read(2, 1))
-        got, pending = d.read()
-        assert pending == 1 and (got["source_device"], got["source_slot"]) == (1, 9)
-        assert ctx.get(dut.held) == 0 and ctx.get(dut.blocked_count) == 1
-    simulate(dut, bench)
+@directed(masked={(2, 1)})
+async def test_hold_retarget_release_replay_timing_and_spoof_record(ctx, dut, d):
+    await d.command(RemapCommand.hold(2))
+    assert ctx.get(dut.held) == 0b0100
+    for v in (3, 0, 1, 3):
+        await d.tick(irq(2, v))
+    await d.command(RemapCommand.retarget(2, 1, 9))
+    await d.tick(irq(2, 2))               # from the old location: blocked now
+    await d.tick(irq(2, 2, src=(1, 9)))   # from the new one: pending
+    await d.idle(2)
+    assert d.out == []
+    assert d.faults == [{"source_device": 0, "source_slot": 2, "vf": 2, "vector": 2,
+                         "reason": FaultReason.SOURCE_MISMATCH}]
+    # RELEASE with 4 pending vectors (1 masked): busy for 5 cycles, irq_in waits.
+    at = d.cycle
+    await d.command(RemapCommand.release(2))
+    busy = []
+    for _ in range(8):
+        busy.append(ctx.get(dut.busy))
+        ready, _ = await d.tick(irq(2, 0, src=(1, 9)))
+    assert busy == [1] * 5 + [0] * 3
+    assert d.in_ready[-8:] == [0] * 5 + [1] * 3
+    replays = [(c - at, b["vector"]) for c, b in d.out]
+    # In vector order, one step per pending vector; masked vector 1 takes its step.
+    assert replays[:3] == [(3, 0), (5, 2), (6, 3)]
+    assert replays[3:] == [(8, 0)]   # accepted right after the replay, 2 cycles latency
+    await d.command(RemapCommand.read(2, 1))
+    got, pending = d.read()
+    assert pending == 1 and (got["source_device"], got["source_slot"]) == (1, 9)
+    assert ctx.get(dut.held) == 0 and ctx.get(dut.blocked_count) == 1
 
 
-def test_spoofs_and_absent_entries_are_blocked_recorded_and_fault_fifo_overflows():
-    dut = build_remap(P)   # fault_depth 4
-
-    async def bench(ctx):
-        d = Directed(ctx, dut)
-        ctx.set(dut.fault.ready, 0)
-        await d.program()
-        await d.command(RemapCommand.write(0, 3, RemapEntry()))   # not present
-        for _ in range(3):
-            await d.tick(irq(1, 0, src=(0, 0)))                    # VF 0 names VF 1's entry
-        for _ in range(3):
-            await d.tick(irq(0, 3))
-        await d.idle(2)
-        assert d.out == []
-        assert ctx.get(dut.blocked_count) == 6 and ctx.get(dut.fault_dropped) == 2
-        records = []
-        ctx.set(dut.fault.ready, 1)
-        while ctx.get(dut.fault.valid):
-            records.append(unpack(LAY["fault"], ctx.get(dut.fault.payload.as_value())))
-            await ctx.tick()
-        assert records == [{"source_device": 0, "source_slot": 0, "vf": 1, "vector": 0,
-                            "reason": FaultReason.SOURCE_MISMATCH}] * 3 + [
-                           {"source_device": 0, "source_slot": 0, "vf": 0, "vector": 3,
-                            "reason": FaultReason.NOT_PRESENT}]
-    simulate(dut, bench)
+@directed(fault_ready=False)   # P's fault_depth is 4
+async def test_spoofs_and_absent_entries_are_blocked_recorded_and_fault_fifo_overflows(ctx, dut, d):
+    await d.command(RemapCommand.write(0, 3, RemapEntry()))   # not present
+    for _ in range(3):
+        await d.tick(irq(1, 0, src=(0, 0)))                    # VF 0 names VF 1's entry
+    for _ in range(3):
+        await d.tick(irq(0, 3))
+    await d.idle(2)
+    assert d.out == []
+    assert ctx.get(dut.blocked_count) == 6 and ctx.get(dut.fault_dropped) == 2
+    records = []
+    ctx.set(dut.fault.ready, 1)
+    while ctx.get(dut.fault.valid):
+        records.append(unpack(LAY["fault"], ctx.get(dut.fault.payload.as_value())))
+        await ctx.tick()
+    assert records == [{"source_device": 0, "source_slot": 0, "vf": 1, "vector": 0,
+                        "reason": FaultReason.SOURCE_MISMATCH}] * 3 + [
+                       {"source_device": 0, "source_slot": 0, "vf": 0, "vector": 3,
+                        "reason": FaultReason.NOT_PRESENT}]
 
 
-def test_output_backpressure_stalls_the_input_and_loses_nothing():
-    dut = build_remap(P)
-
-    async def bench(ctx):
-        d = Directed(ctx, dut)
-        await d.program()
-        sent = 0
-        for cycle in range(60):
-            ready, _ = await d.tick(irq(sent % 4, 1), out_ready=int(cycle >= 30))
-            sent += ready
-        assert d.in_ready[-60:-30] == [1] * 4 + [0] * 26   # the 4-deep buffer fills, then waits
-        await d.idle(5)
-        assert len(d.out) == sent and [b["vf"] for _, b in d.out] == [i % 4 for i in range(sent)]
-    simulate(dut, bench)
+@directed()
+async def test_output_backpressure_stalls_the_input_and_loses_nothing(ctx, dut, d):
+    sent = 0
+    for cycle in range(60):
+        ready, _ = await d.tick(irq(sent % 4, 1), out_ready=int(cycle >= 30))
+        sent += ready
+    assert d.in_ready[-60:-30] == [1] * 4 + [0] * 26   # the 4-deep buffer fills, then waits
+    await d.idle(5)
+    assert len(d.out) == sent and [b["vf"] for _, b in d.out] == [i % 4 for i in range(sent)]
 
 
-def test_a_command_in_a_storm_costs_two_input_cycles():
-    dut = build_remap(P)
-
-    async def bench(ctx):
-        d = Directed(ctx, dut)
-        await d.program()
-        for _ in range(3):
-            await d.tick(irq(0, 0))
-        assert (await d.tick(irq(0, 0), cmd=RemapCommand.hold(3))) == (0, 0)
-        assert (await d.tick(irq(0, 0), cmd=RemapCommand.hold(3))) == (0, 1)
-        assert (await d.tick(irq(0, 0))) == (1, 1)
-        await d.command(RemapCommand(7, 0, 0))   # unknown op
-        assert ctx.get(dut.held) == 0b1000 and ctx.get(dut.ctl_errors) == 1
-    simulate(dut, bench)
+@directed()
+async def test_a_command_in_a_storm_costs_two_input_cycles(ctx, dut, d):
+    for _ in range(3):
+        await d.tick(irq(0, 0))
+    assert (await d.tick(irq(0, 0), cmd=RemapCommand.hold(3))) == (0, 0)
+    assert (await d.tick(irq(0, 0), cmd=RemapCommand.hold(3))) == (0, 1)
+    assert (await d.tick(irq(0, 0))) == (1, 1)
+    await d.command(RemapCommand(7, 0, 0))   # unknown op
+    assert ctx.get(dut.held) == 0b1000 and ctx.get(dut.ctl_errors) == 1
 
 
 # ---------------------------------------------------------------- random, against the model

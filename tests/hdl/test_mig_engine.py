@@ -43,7 +43,7 @@ from model.regmap import (
 from model.state import GoldenVF, ImageLayout, Op, image_digest, zero_image_digest
 from model.vfio import DeviceState, MigrationFlags, path
 from tb.mig_engine.harness import EngineHarness
-from tests.hdl.simutil import run_sim, stream_put
+from tests.hdl.simutil import run_sim, scenario_test, stream_put
 from tests.hdl.system_link import close_link
 
 S = DeviceState
@@ -90,29 +90,30 @@ class Bench:
             await ctx.tick()
             self.cycles += 1
 
+    async def until(self, ctx, flag, what: str, *more) -> list:
+        """Tick (counted) until a clock edge samples ``flag`` high, at most LIMIT cycles
+        (else AssertionError ``what``); returns ``more`` sampled at that edge."""
+        for _ in range(LIMIT):
+            _, _, hit, *values = await ctx.tick().sample(flag, *more)
+            self.cycles += 1
+            if hit:
+                return values
+        raise AssertionError(what)
+
     # -- register port: a one-access-at-a-time AXI4-Lite master on ``System.axil``
     async def _handshake(self, ctx, valid, ready) -> None:
         """Hold ``valid`` until the clock edge that sees ``ready`` (the transfer)."""
         ctx.set(valid, 1)
-        for _ in range(LIMIT):
-            _, _, taken = await ctx.tick().sample(ready)
-            self.cycles += 1
-            if taken:
-                ctx.set(valid, 0)
-                return
-        raise AssertionError(f"AXI4-Lite: no handshake on {valid.name}")
+        await self.until(ctx, ready, f"AXI4-Lite: no handshake on {valid.name}")
+        ctx.set(valid, 0)
 
     async def csr_read(self, ctx, addr: int) -> int:
         axil = self.dut.axil
         ctx.set(axil.araddr, addr)
         await self._handshake(ctx, axil.arvalid, axil.arready)
         ctx.set(axil.rready, 1)
-        for _ in range(LIMIT):
-            _, _, valid, resp, data = await ctx.tick().sample(axil.rvalid, axil.rresp,
-                                                               axil.rdata)
-            self.cycles += 1
-            if valid:
-                break
+        resp, data = await self.until(ctx, axil.rvalid, f"AXI4-Lite read of 0x{addr:04x}: no R",
+                                      axil.rresp, axil.rdata)
         ctx.set(axil.rready, 0)
         assert resp == 0, f"AXI4-Lite read of 0x{addr:04x}: RRESP {resp}"
         return data
@@ -137,11 +138,8 @@ class Bench:
             if not pending:
                 break
         ctx.set(axil.bready, 1)
-        for _ in range(LIMIT):
-            _, _, valid, resp = await ctx.tick().sample(axil.bvalid, axil.bresp)
-            self.cycles += 1
-            if valid:
-                break
+        [resp] = await self.until(ctx, axil.bvalid, f"AXI4-Lite write of 0x{addr:04x}: no B",
+                                  axil.bresp)
         ctx.set(axil.bready, 0)
         assert resp == 0, f"AXI4-Lite write of 0x{addr:04x}: BRESP {resp}"
 
@@ -190,23 +188,13 @@ class Bench:
         ctx.set(dut.req.payload, {"vf": vf, "op": op, "addr": addr, "data": data,
                                   "tag": self.tag})
         ctx.set(dut.req.valid, 1)
-        for _ in range(LIMIT):
-            _, _, ready = await ctx.tick().sample(dut.req.ready)
-            self.cycles += 1
-            if ready:
-                break
-        else:
-            raise AssertionError(f"VF {vf}: request {op.name} @{addr} never accepted")
+        await self.until(ctx, dut.req.ready, f"VF {vf}: request {op.name} @{addr} never accepted")
         ctx.set(dut.req.valid, 0)
         expected, error = self.golden[vf].request(op, addr, data)
         ctx.set(dut.resp.ready, 1)
-        for _ in range(LIMIT):
-            _, _, valid, resp = await ctx.tick().sample(dut.resp.valid, dut.resp.payload)
-            self.cycles += 1
-            if valid:
-                break
-        else:
-            raise AssertionError(f"VF {vf}: request {op.name} @{addr} never answered")
+        [resp] = await self.until(ctx, dut.resp.valid,
+                                  f"VF {vf}: request {op.name} @{addr} never answered",
+                                  dut.resp.payload)
         ctx.set(dut.resp.ready, 0)
         got = (int(resp.vf), int(resp.tag), int(resp.data), int(resp.error))
         assert got == (vf, self.tag, expected, int(error)), (
@@ -272,6 +260,12 @@ def run(config: SystemConfig, scenario, seed: int = 0) -> Bench:
     return bench
 
 
+def engine_test(config: SystemConfig, seed: int = 0):
+    """The decorated ``async def test_...(ctx, b)`` becomes a test run on ``Bench(config,
+    seed)``."""
+    return scenario_test(lambda scenario: run(config, scenario, seed))
+
+
 # ------------------------------------------------------------------------ tests
 
 def test_live_precopy_migration_each_way():
@@ -303,30 +297,26 @@ def test_live_precopy_migration_each_way():
     run(CONFIG, scenario, seed=1)
 
 
-def test_stop_copy_only_migration_each_way():
+@engine_test(CONFIG, seed=2)
+async def test_stop_copy_only_migration_each_way(ctx, b: Bench):
     """RUNNING -> STOP_COPY directly walks RUNNING_P2P and STOP and sends the whole image."""
-    async def scenario(ctx, b: Bench):
-        await b.scribble(ctx, 0, 12)
-        for _ in range(2):
-            seen = await b.migrate(ctx, 0, precopy=False)
-            assert seen["words"] == b.layout.image_words
-            assert seen["rounds"] == 0
-            await b.check_image(ctx, 0)
-            await b.scribble(ctx, 0, 6)
-        assert await b.location(ctx, 0) == (HOST, 0, 0)
-        assert await b.reg(ctx, 0, "MIGRATIONS") == 2
-
-    run(CONFIG, scenario, seed=2)
+    await b.scribble(ctx, 0, 12)
+    for _ in range(2):
+        seen = await b.migrate(ctx, 0, precopy=False)
+        assert seen["words"] == b.layout.image_words
+        assert seen["rounds"] == 0
+        await b.check_image(ctx, 0)
+        await b.scribble(ctx, 0, 6)
+    assert await b.location(ctx, 0) == (HOST, 0, 0)
+    assert await b.reg(ctx, 0, "MIGRATIONS") == 2
 
 
-def test_stop_copy_only_device_migrates():
-    async def scenario(ctx, b: Bench):
-        await b.scribble(ctx, 1, 12)
-        await b.migrate(ctx, 1, precopy=False)
-        assert await b.location(ctx, 1) == (OFFLOAD, 0, 0)
-        await b.check_image(ctx, 1)
-
-    run(STOP_COPY_ONLY, scenario, seed=3)
+@engine_test(STOP_COPY_ONLY, seed=3)
+async def test_stop_copy_only_device_migrates(ctx, b: Bench):
+    await b.scribble(ctx, 1, 12)
+    await b.migrate(ctx, 1, precopy=False)
+    assert await b.location(ctx, 1) == (OFFLOAD, 0, 0)
+    await b.check_image(ctx, 1)
 
 
 @pytest.mark.parametrize("config,cases", [
@@ -365,141 +355,129 @@ async def refused_commit(ctx, b: Bench, vf: int, state: S) -> None:
     await b.clear_error(ctx, vf)
 
 
-def test_invalid_request_in_the_middle_of_a_migration():
+@engine_test(CONFIG)
+async def test_invalid_request_in_the_middle_of_a_migration(ctx, b: Bench):
     """STOP_COPY -> PRE_COPY has no arc: refused, the migration goes on and commits.
     A COMMIT before STOP is refused too."""
-    async def scenario(ctx, b: Bench):
-        await b.scribble(ctx, 0, 8)
-        await refused_commit(ctx, b, 0, S.RUNNING)
-        st = await b.request(ctx, 0, S.STOP_COPY)
-        assert st["error"] == 0
-        await refused_commit(ctx, b, 0, S.STOP_COPY)
-        for target in (S.PRE_COPY, S.PRE_COPY_P2P, S.ERROR):
-            st = await b.request(ctx, 0, target)
-            assert st["error"] == ErrorCode.INVALID_TRANSITION, (target, st)
-            assert await b.state(ctx, 0) == S.STOP_COPY
-            assert await b.reg(ctx, 0, "REQUESTED_STATE") == S.STOP_COPY
-            assert (await b.location(ctx, 0))[2] == 1, "still migrating"
-            await b.clear_error(ctx, 0)
-        st = await b.request(ctx, 0, S.STOP)
-        assert st["ready"] == 1 and st["error"] == 0
-        await b.csr_write(ctx, vf_reg(0, "CONTROL"), 1 << CONTROL_COMMIT)
-        await b.poll(ctx, 0, "LOCATION", lambda w: w & 1, "the commit")
-        await b.check_image(ctx, 0)
-
-    run(CONFIG, scenario)
-
-
-def test_request_while_busy_is_refused_with_busy():
-    async def scenario(ctx, b: Bench):
-        await b.csr_write(ctx, vf_reg(0, "REQUESTED_STATE"), S.PRE_COPY)
-        assert (await b.status(ctx, 0))["busy"] == 1  # waiting for MIG_ACCEPT
-        await b.csr_write(ctx, vf_reg(0, "REQUESTED_STATE"), S.STOP)
-        st = await b.wait_not_busy(ctx, 0, "requesting PRE_COPY")
-        assert st["error"] == ErrorCode.BUSY, st
-        assert await b.state(ctx, 0) == S.PRE_COPY, "the first request goes on"
-        assert await b.reg(ctx, 0, "REQUESTED_STATE") == S.PRE_COPY
+    await b.scribble(ctx, 0, 8)
+    await refused_commit(ctx, b, 0, S.RUNNING)
+    st = await b.request(ctx, 0, S.STOP_COPY)
+    assert st["error"] == 0
+    await refused_commit(ctx, b, 0, S.STOP_COPY)
+    for target in (S.PRE_COPY, S.PRE_COPY_P2P, S.ERROR):
+        st = await b.request(ctx, 0, target)
+        assert st["error"] == ErrorCode.INVALID_TRANSITION, (target, st)
+        assert await b.state(ctx, 0) == S.STOP_COPY
+        assert await b.reg(ctx, 0, "REQUESTED_STATE") == S.STOP_COPY
+        assert (await b.location(ctx, 0))[2] == 1, "still migrating"
         await b.clear_error(ctx, 0)
-        st = await b.request(ctx, 0, S.RUNNING)
-        assert await b.state(ctx, 0) == S.RUNNING
-
-    run(CONFIG, scenario)
-
-
-def test_reject_when_the_offload_device_has_no_free_slot():
-    async def scenario(ctx, b: Bench):
-        await b.scribble(ctx, 0, 10)
-        await b.scribble(ctx, 1, 10)
-        await b.migrate(ctx, 1, precopy=False)  # fills the offload device's only slot
-        for target in (S.PRE_COPY, S.PRE_COPY_P2P):
-            st = await b.request(ctx, 0, target)
-            assert st["error"] == ErrorCode.REJECTED and st["reason"] == Reason.NO_SLOT, st
-            # no migration was opened: the VF is where it was, in a state on the way
-            assert await b.state(ctx, 0) in [S.RUNNING] + path(S.RUNNING, target)[:-1]
-            assert await b.location(ctx, 0) == (HOST, 0, 0)
-            await b.clear_error(ctx, 0)
-            await b.request(ctx, 0, S.RUNNING)
-        assert await b.reg(ctx, 0, "MIGRATIONS") == 0
-        await b.scribble(ctx, 0, 4)
-        await b.check_image(ctx, 0)
-        await b.check_image(ctx, 1)
-        assert await b.location(ctx, 1) == (OFFLOAD, 0, 0)
-
-    run(CONFIG, scenario)
+    st = await b.request(ctx, 0, S.STOP)
+    assert st["ready"] == 1 and st["error"] == 0
+    await b.csr_write(ctx, vf_reg(0, "CONTROL"), 1 << CONTROL_COMMIT)
+    await b.poll(ctx, 0, "LOCATION", lambda w: w & 1, "the commit")
+    await b.check_image(ctx, 0)
 
 
-def test_abort_from_precopy_rolls_back():
+@engine_test(CONFIG)
+async def test_request_while_busy_is_refused_with_busy(ctx, b: Bench):
+    await b.csr_write(ctx, vf_reg(0, "REQUESTED_STATE"), S.PRE_COPY)
+    assert (await b.status(ctx, 0))["busy"] == 1  # waiting for MIG_ACCEPT
+    await b.csr_write(ctx, vf_reg(0, "REQUESTED_STATE"), S.STOP)
+    st = await b.wait_not_busy(ctx, 0, "requesting PRE_COPY")
+    assert st["error"] == ErrorCode.BUSY, st
+    assert await b.state(ctx, 0) == S.PRE_COPY, "the first request goes on"
+    assert await b.reg(ctx, 0, "REQUESTED_STATE") == S.PRE_COPY
+    await b.clear_error(ctx, 0)
+    st = await b.request(ctx, 0, S.RUNNING)
+    assert await b.state(ctx, 0) == S.RUNNING
+
+
+@engine_test(CONFIG)
+async def test_reject_when_the_offload_device_has_no_free_slot(ctx, b: Bench):
+    await b.scribble(ctx, 0, 10)
+    await b.scribble(ctx, 1, 10)
+    await b.migrate(ctx, 1, precopy=False)  # fills the offload device's only slot
+    for target in (S.PRE_COPY, S.PRE_COPY_P2P):
+        st = await b.request(ctx, 0, target)
+        assert st["error"] == ErrorCode.REJECTED and st["reason"] == Reason.NO_SLOT, st
+        # no migration was opened: the VF is where it was, in a state on the way
+        assert await b.state(ctx, 0) in [S.RUNNING] + path(S.RUNNING, target)[:-1]
+        assert await b.location(ctx, 0) == (HOST, 0, 0)
+        await b.clear_error(ctx, 0)
+        await b.request(ctx, 0, S.RUNNING)
+    assert await b.reg(ctx, 0, "MIGRATIONS") == 0
+    await b.scribble(ctx, 0, 4)
+    await b.check_image(ctx, 0)
+    await b.check_image(ctx, 1)
+    assert await b.location(ctx, 1) == (OFFLOAD, 0, 0)
+
+
+@engine_test(CONFIG)
+async def test_abort_from_precopy_rolls_back(ctx, b: Bench):
     """PRE_COPY -> RUNNING before commit: ABORT/ABORT_ACK, the VF runs at its source with
     its image (and the writes made during pre-copy) intact; the target slot is free again."""
-    async def scenario(ctx, b: Bench):
-        await b.scribble(ctx, 0, 12)
-        st = await b.request(ctx, 0, S.PRE_COPY)
-        assert st["error"] == 0
-        await b.scribble(ctx, 0, 8)
-        await b.poll(ctx, 0, "PRECOPY_INITIAL_BYTES", lambda v: v == 0, "round 0")
-        st = await b.request(ctx, 0, S.RUNNING)
-        assert await b.state(ctx, 0) == S.RUNNING
-        assert await b.location(ctx, 0) == (HOST, 0, 0)
-        assert (st["error"], st["reason"]) == (ErrorCode.ABORTED, Reason.REQUESTED), st
-        assert await b.reg(ctx, 0, "MIGRATIONS") == 1 << 16
-        await b.clear_error(ctx, 0)
-        await b.scribble(ctx, 0, 6)
-        await b.check_image(ctx, 0)
-        await b.migrate(ctx, 0, precopy=False)  # the offload slot was freed by the abort
-        await b.check_image(ctx, 0)
-
-    run(CONFIG, scenario)
+    await b.scribble(ctx, 0, 12)
+    st = await b.request(ctx, 0, S.PRE_COPY)
+    assert st["error"] == 0
+    await b.scribble(ctx, 0, 8)
+    await b.poll(ctx, 0, "PRECOPY_INITIAL_BYTES", lambda v: v == 0, "round 0")
+    st = await b.request(ctx, 0, S.RUNNING)
+    assert await b.state(ctx, 0) == S.RUNNING
+    assert await b.location(ctx, 0) == (HOST, 0, 0)
+    assert (st["error"], st["reason"]) == (ErrorCode.ABORTED, Reason.REQUESTED), st
+    assert await b.reg(ctx, 0, "MIGRATIONS") == 1 << 16
+    await b.clear_error(ctx, 0)
+    await b.scribble(ctx, 0, 6)
+    await b.check_image(ctx, 0)
+    await b.migrate(ctx, 0, precopy=False)  # the offload slot was freed by the abort
+    await b.check_image(ctx, 0)
 
 
-def test_another_vfs_request_does_not_stop_a_running_precopy():
+@engine_test(LONG)
+async def test_another_vfs_request_does_not_stop_a_running_precopy(ctx, b: Bench):
     """While VF 0 is in PRE_COPY round 0, VF 1 goes RUNNING -> STOP -> RUNNING.  VF 0's
     pre-copy must still converge (STATUS.converged) on its own."""
-    async def scenario(ctx, b: Bench):
-        st = await b.request(ctx, 0, S.PRE_COPY)
-        assert st["error"] == 0
-        assert await b.reg(ctx, 0, "PRECOPY_INITIAL_BYTES") > 0, "round 0 still running"
-        st = await b.request(ctx, 1, S.STOP)
-        assert st["error"] == 0 and await b.state(ctx, 1) == S.STOP
-        await b.request(ctx, 1, S.RUNNING)
-        await b.poll(ctx, 0, "STATUS", lambda w: w >> STATUS_CONVERGED & 1,
-                     "pre-copy convergence", limit=2_000)
-        await b.migrate(ctx, 0, precopy=False)  # (stop-copy from PRE_COPY: converged)
-
-    run(LONG, scenario)
+    st = await b.request(ctx, 0, S.PRE_COPY)
+    assert st["error"] == 0
+    assert await b.reg(ctx, 0, "PRECOPY_INITIAL_BYTES") > 0, "round 0 still running"
+    st = await b.request(ctx, 1, S.STOP)
+    assert st["error"] == 0 and await b.state(ctx, 1) == S.STOP
+    await b.request(ctx, 1, S.RUNNING)
+    await b.poll(ctx, 0, "STATUS", lambda w: w >> STATUS_CONVERGED & 1,
+                 "pre-copy convergence", limit=2_000)
+    await b.migrate(ctx, 0, precopy=False)  # (stop-copy from PRE_COPY: converged)
 
 
-def test_migrations_both_ways_at_the_same_time():
+@engine_test(TWO_WAY, seed=5)
+async def test_migrations_both_ways_at_the_same_time(ctx, b: Bench):
     """VF 0 offload -> host while VF 1 host -> offload: each engine is source and target
     at once, the two message streams share each direction of the channel."""
-    async def scenario(ctx, b: Bench):
-        await b.scribble(ctx, 0, 8)
-        await b.scribble(ctx, 1, 8)
-        await b.migrate(ctx, 0, precopy=False)
+    await b.scribble(ctx, 0, 8)
+    await b.scribble(ctx, 1, 8)
+    await b.migrate(ctx, 0, precopy=False)
+    for vf in (0, 1):
+        st = await b.request(ctx, vf, S.PRE_COPY)
+        assert st["error"] == 0, (vf, st)
+    for _ in range(3):
+        await b.scribble(ctx, 0, 3)
+        await b.scribble(ctx, 1, 3)
+    for vf in (0, 1):
+        await b.poll(ctx, vf, "STATUS", lambda w: w >> STATUS_CONVERGED & 1,
+                     f"VF {vf} pre-copy convergence")
+    for target in (S.STOP_COPY, S.STOP):
         for vf in (0, 1):
-            st = await b.request(ctx, vf, S.PRE_COPY)
-            assert st["error"] == 0, (vf, st)
-        for _ in range(3):
-            await b.scribble(ctx, 0, 3)
-            await b.scribble(ctx, 1, 3)
-        for vf in (0, 1):
-            await b.poll(ctx, vf, "STATUS", lambda w: w >> STATUS_CONVERGED & 1,
-                         f"VF {vf} pre-copy convergence")
-        for target in (S.STOP_COPY, S.STOP):
-            for vf in (0, 1):
-                st = await b.request(ctx, vf, target)
-                assert st["error"] == 0, (vf, target, st)
-        for vf in (0, 1):
-            await b.csr_write(ctx, vf_reg(vf, "CONTROL"), 1 << CONTROL_COMMIT)
-        await b.poll(ctx, 0, "LOCATION", lambda w: (w & 1) == HOST, "VF 0 commit")
-        await b.poll(ctx, 1, "LOCATION", lambda w: (w & 1) == OFFLOAD, "VF 1 commit")
-        for vf in (0, 1):
-            assert await b.state(ctx, vf) == S.RUNNING
-            assert (await b.status(ctx, vf))["error"] == 0
-            await b.check_image(ctx, vf)
-        assert await b.reg(ctx, 0, "MIGRATIONS") == 2
-        assert await b.reg(ctx, 1, "MIGRATIONS") == 1
-
-    run(TWO_WAY, scenario, seed=5)
+            st = await b.request(ctx, vf, target)
+            assert st["error"] == 0, (vf, target, st)
+    for vf in (0, 1):
+        await b.csr_write(ctx, vf_reg(vf, "CONTROL"), 1 << CONTROL_COMMIT)
+    await b.poll(ctx, 0, "LOCATION", lambda w: (w & 1) == HOST, "VF 0 commit")
+    await b.poll(ctx, 1, "LOCATION", lambda w: (w & 1) == OFFLOAD, "VF 1 commit")
+    for vf in (0, 1):
+        assert await b.state(ctx, vf) == S.RUNNING
+        assert (await b.status(ctx, vf))["error"] == 0
+        await b.check_image(ctx, vf)
+    assert await b.reg(ctx, 0, "MIGRATIONS") == 2
+    assert await b.reg(ctx, 1, "MIGRATIONS") == 1
 
 
 def test_a_request_during_the_commit_handshake_is_refused_or_done_not_both():
@@ -527,18 +505,16 @@ def test_a_request_during_the_commit_handshake_is_refused_or_done_not_both():
     run(CONFIG, scenario)
 
 
-def test_a_request_made_when_status_busy_reads_0_is_not_refused_as_busy():
+@engine_test(CONFIG)
+async def test_a_request_made_when_status_busy_reads_0_is_not_refused_as_busy(ctx, b: Bench):
     """The VMM's rule: wait for STATUS.busy = 0, then write REQUESTED_STATE."""
-    async def scenario(ctx, b: Bench):
-        await b.csr_write(ctx, vf_reg(0, "REQUESTED_STATE"), S.PRE_COPY)
-        await b.wait_not_busy(ctx, 1, "VF 0's request")
-        st = await b.request(ctx, 1, S.STOP)
-        assert st["error"] == ErrorCode.NONE, st
-        assert await b.state(ctx, 1) == S.STOP
-        await b.wait_not_busy(ctx, 0, "requesting PRE_COPY")
-        assert await b.state(ctx, 0) == S.PRE_COPY
-
-    run(CONFIG, scenario)
+    await b.csr_write(ctx, vf_reg(0, "REQUESTED_STATE"), S.PRE_COPY)
+    await b.wait_not_busy(ctx, 1, "VF 0's request")
+    st = await b.request(ctx, 1, S.STOP)
+    assert st["error"] == ErrorCode.NONE, st
+    assert await b.state(ctx, 1) == S.STOP
+    await b.wait_not_busy(ctx, 0, "requesting PRE_COPY")
+    assert await b.state(ctx, 0) == S.PRE_COPY
 
 
 # ------------------------------------------------------------ bad input at one engine

@@ -39,6 +39,7 @@ from model.protocol_vectors import (
     build_document,
     render,
 )
+from tests.checks import assert_refused
 from tests.hdl.simutil import run_sim
 
 SEED = 20240604
@@ -127,9 +128,7 @@ def test_header_layouts_follow_the_model():
 ])
 def test_decoder_rejects_bad_parameters(kwargs, error, message):
     args = {"n_vfs": 8, "max_chunk_words": 64, **kwargs}
-    with pytest.raises(error) as info:
-        MigProtoDecoder(**args)
-    assert str(info.value) == f"MigProtoDecoder {message}"
+    assert_refused(error, f"MigProtoDecoder {message}", MigProtoDecoder, **args)
 
 
 def test_decoder_default_buffer_holds_two_messages():

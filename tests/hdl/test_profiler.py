@@ -34,6 +34,7 @@ from tb.profiler import (
     reference_windows,
     schedule_reads,
 )
+from tests.checks import assert_refused
 from tests.hdl.simutil import run_sim
 
 
@@ -86,9 +87,7 @@ def idle(n: int) -> list[Cycle]:
      "Profiler link_word_bits must be between 1 and 8, not 9"),
 ])
 def test_parameter_errors(args, kwargs, error, message):
-    with pytest.raises(error) as info:
-        Profiler(*args, **kwargs)
-    assert str(info.value) == message
+    assert_refused(error, message, Profiler, *args, **kwargs)
 
 
 def test_register_lists_follow_the_model():

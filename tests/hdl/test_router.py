@@ -28,6 +28,7 @@ from tb.router.bench import (
     release_all,
     table_churn,
 )
+from tests.checks import assert_refused
 
 SMALL = CONFIGS["two_devices"]
 NARROW = CONFIGS["three_devices"]
@@ -60,9 +61,7 @@ NARROW = CONFIGS["three_devices"]
      "Router initial[1] = (1, 4) is not a (device, slot) that exists"),
 ])
 def test_parameters_are_checked(kwargs, error, message):
-    with pytest.raises(error) as info:
-        Router(**kwargs)
-    assert str(info.value) == message
+    assert_refused(error, message, Router, **kwargs)
 
 
 def test_ports_fit_the_system_and_the_vf_units():

@@ -11,6 +11,7 @@ from amaranth.sim import Simulator
 from hdl.vf_unit import VFUnit, word_hash
 from model.state import MSIX_ADDR_LO, MSIX_CTRL, MSIX_DATA, GoldenVF, ImageLayout, Op, image_digest
 from model.state import word_hash as model_word_hash
+from tb.vf_unit.stimulus import random_request
 from tests.hdl.simutil import stream_get, stream_put
 
 LAYOUT = ImageLayout(csr_words=4, msix_vectors=4, mem_words=64, block_words=8)
@@ -125,30 +126,7 @@ class Harness:
         assert ctx.get(self.dut.dirty_count)[slot] == 0
 
     def random_request(self) -> tuple[int, Op, int, int]:
-        """Requests biased toward the MSI-X table and PBA, where the interesting rules are."""
-        rng, lay = self.rng, self.layout
-        slot = rng.randrange(self.dut.n_slots)
-        op = rng.choice([Op.READ, Op.WRITE, Op.ADD, Op.NOTIFY, Op.NOTIFY])
-        if op == Op.NOTIFY:
-            data = rng.choice([rng.randrange(lay.msix_vectors)] * 8
-                              + [lay.msix_vectors, rng.getrandbits(32)])
-            return slot, op, rng.randrange(lay.stride), data
-        kind = rng.random()
-        vector = rng.randrange(lay.msix_vectors)
-        if kind < 0.35:
-            addr = lay.msix_word(vector, MSIX_CTRL)
-            data = rng.choice([0, 1, 1, rng.getrandbits(32)])
-        elif kind < 0.5:
-            addr = lay.msix_word(vector, rng.choice([MSIX_ADDR_LO, MSIX_DATA]))
-            data = rng.getrandbits(32)
-        elif kind < 0.6:
-            addr = lay.pba_base + rng.randrange(lay.pba_words)
-            data = rng.getrandbits(32) & rng.getrandbits(32)
-        elif kind < 0.93:
-            addr, data = rng.randrange(lay.image_words), rng.getrandbits(32)
-        else:
-            addr, data = rng.randrange(lay.image_words, lay.stride), rng.getrandbits(32)
-        return slot, op, addr, data
+        return random_request(self.rng, self.layout, self.dut.n_slots)
 
 
 # ---------------------------------------------------------------- constructor

@@ -21,6 +21,7 @@ from model.irq_remap import (
     handle_of_address,
     msi_address,
 )
+from tests.checks import assert_refused
 
 P = RemapParams(n_vfs=3, n_vectors=4, vm_bits=4, guest_vector_bits=8, fault_depth=2)
 HOST, OFFLOAD = 0, 1
@@ -66,9 +67,7 @@ def raise_(m: GoldenIrqRemap, vf: int, vector: int, src=None):
      "not 6144"),
 ])
 def test_parameters_are_checked(kwargs, error, message):
-    with pytest.raises(error) as info:
-        RemapParams(**kwargs)
-    assert str(info.value) == message
+    assert_refused(error, message, RemapParams, **kwargs)
 
 
 def test_handle_geometry():

@@ -3,6 +3,7 @@ and the Makefile)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -73,3 +74,55 @@ def test_failed_tests_names_failures_and_errors_only(tmp_path):
                    '<testcase name="crash"><error message="y"/></testcase>'
                    '<testcase name="skipped"><skipped/></testcase></testsuite></testsuites>')
     assert failed_tests(xml) == ["bad", "crash"]
+
+
+def _fake_run(xml_body: str, figure: dict | None):
+    """A stand-in for ``run_tests``: writes the figure (when given) and a results XML."""
+    def run(sim, name, factory, module, testcase=None, extra_env=None, results_name="",
+            **kwargs):
+        out = Path(extra_env["FIG_OUT"])
+        if figure is not None:
+            out.write_text(json.dumps(figure))
+        xml = out.parent / results_name
+        xml.write_text(f"<testsuites><testsuite>{xml_body}</testsuite></testsuites>")
+        return xml
+    return run
+
+
+def test_run_figure_returns_the_figure_and_reports_a_failure(monkeypatch):
+    from tb.common import runner
+
+    monkeypatch.setattr(runner, "run_tests", _fake_run('<testcase name="t"/>', {"x": 1}))
+    assert runner.run_figure("verilator", "n", object, "m", "t", "FIG_OUT", "fig") == {"x": 1}
+    monkeypatch.setattr(runner, "run_tests",
+                        _fake_run('<testcase name="t"><failure/></testcase>', {"x": 1}))
+    with pytest.raises(RuntimeError, match=r"^fig failed on verilator \(t\); see .*sim\.log$"):
+        runner.run_figure("verilator", "n", object, "m", "t", "FIG_OUT", "fig")
+    monkeypatch.setattr(runner, "run_tests", _fake_run('<testcase name="t"/>', None))
+    with pytest.raises(RuntimeError, match=r"\(no figure written\)"):
+        runner.run_figure("verilator", "n", object, "m", "t", "FIG_OUT", "fig")
+
+
+def test_bench_config_travels_through_the_one_variable(monkeypatch):
+    from tb.common.runner import CONFIG_ENV, bench_config_env, read_bench_config
+
+    env = bench_config_env({"n_vfs": 5, "slots": [1, 2]})
+    assert list(env) == [CONFIG_ENV] == ["VFMIG_BENCH_CONFIG"]
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    assert read_bench_config("tb/x/test_x.py", {"n_vfs": 3}) == {"n_vfs": 3}
+    with pytest.raises(RuntimeError) as info:
+        read_bench_config("tb/x/test_x.py")
+    assert str(info.value) == "VFMIG_BENCH_CONFIG is not set: run the bench through tb/x/test_x.py"
+    monkeypatch.setenv(CONFIG_ENV, env[CONFIG_ENV])
+    assert read_bench_config("tb/x/test_x.py", {"n_vfs": 3}) == {"n_vfs": 5, "slots": [1, 2]}
+
+
+def test_bench_configs_round_trip_through_the_environment(monkeypatch):
+    from tb.profiler.configs import CONFIGS as PROFILER
+    from tb.router.configs import CONFIGS as ROUTER
+    from tb.vf_unit.configs import CONFIGS as VF_UNIT
+
+    for config in [*PROFILER.values(), *ROUTER.values(), *VF_UNIT.values()]:
+        for key, value in config.to_env().items():
+            monkeypatch.setenv(key, value)
+        assert type(config).from_env() == config

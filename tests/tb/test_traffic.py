@@ -58,6 +58,15 @@ def _setup(seed: int = 1, n: int = 200, error_prob: float = 0.05):
     return gen, reqs, Scoreboard(LAYOUT, N_VFS), PerfectDut()
 
 
+def _msix_programmed():
+    """A generator, scoreboard and perfect DUT after the MSI-X programming requests."""
+    gen, _, sb, dut = _setup(n=0)
+    for req in gen.msix_init():
+        sb.issued(req)
+        sb.response(dut.answer(req))
+    return gen, sb, dut
+
+
 def test_perfect_dut_passes_and_counts():
     gen, reqs, sb, dut = _setup()
     for req in reqs:
@@ -189,10 +198,7 @@ def _irq(vf: int, vector: int) -> VmInterrupt:
 
 
 def test_interrupts_may_coalesce_but_not_vanish_or_multiply():
-    gen, _, sb, dut = _setup(n=0)
-    for req in gen.msix_init():
-        sb.issued(req)
-        sb.response(dut.answer(req))
+    gen, sb, dut = _msix_programmed()
     _notify(gen, sb, dut, 0, 1, times=3)
     addr, data = msix_message(REMAP, 0, 1)
     assert (dut.vfs[0].interrupts[0].addr, dut.vfs[0].interrupts[0].data) == (addr, data)
@@ -202,10 +208,7 @@ def test_interrupts_may_coalesce_but_not_vanish_or_multiply():
 
 
 def test_interrupt_never_delivered_is_flagged():
-    gen, _, sb, dut = _setup(n=0)
-    for req in gen.msix_init():
-        sb.issued(req)
-        sb.response(dut.answer(req))
+    gen, sb, dut = _msix_programmed()
     _notify(gen, sb, dut, 2, 3)
     assert sb.finish().irq_errors == 1
     assert "never delivered" in sb.messages[0]
@@ -217,10 +220,7 @@ def test_interrupt_never_delivered_is_flagged():
     _irq(1, 1),                                   # right vector, wrong VF
 ])
 def test_wrong_interrupt_is_flagged(irq):
-    gen, _, sb, dut = _setup(n=0)
-    for req in gen.msix_init():
-        sb.issued(req)
-        sb.response(dut.answer(req))
+    gen, sb, dut = _msix_programmed()
     _notify(gen, sb, dut, 0, 1)
     sb.interrupt(_irq(0, 1))
     sb.interrupt(irq)
@@ -228,10 +228,7 @@ def test_wrong_interrupt_is_flagged(irq):
 
 
 def test_interrupt_delivered_more_often_than_raised_is_flagged():
-    gen, _, sb, dut = _setup(n=0)
-    for req in gen.msix_init():
-        sb.issued(req)
-        sb.response(dut.answer(req))
+    gen, sb, dut = _msix_programmed()
     _notify(gen, sb, dut, 0, 0)
     sb.interrupt(_irq(0, 0))
     sb.interrupt(_irq(0, 0))
@@ -256,10 +253,7 @@ def test_requests_to_unknown_vf_ids_expect_an_error_response():
 
 
 def test_spoofed_raise_is_counted_not_expected_delivered():
-    gen, _, sb, dut = _setup(n=0)
-    for req in gen.msix_init():
-        sb.issued(req)
-        sb.response(dut.answer(req))
+    gen, sb, dut = _msix_programmed()
     for req in gen.spoof(1, 0, victim=0, times=2):
         sb.issued(req)
         sb.response(dut.answer(req))
