@@ -2,7 +2,6 @@
 (the tests: tb/io_tunnel/test_io_tunnel.py)."""
 
 from .harness import (
-    CONFIG_ENV,
     CONFIGS,
     DIRECTIONS,
     WIRES,
@@ -15,7 +14,6 @@ from .harness import (
 
 __all__ = [
     "DIRECTIONS",
-    "CONFIG_ENV",
     "CONFIGS",
     "TunnelPair",
     "WIRES",

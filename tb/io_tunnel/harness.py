@@ -12,9 +12,6 @@ widths; one Verilog and one simulator build each); the cocotb tests read theirs 
 
 from __future__ import annotations
 
-import json
-import os
-
 from amaranth.hdl import Module
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -27,7 +24,7 @@ from model.config import SystemConfig
 from model.io_message import IoKind
 from model.link import LinkParams
 from model.state import OP_BITS
-from tb.common.runner import CONFIG_ENV
+from tb.common.runner import bench_config_env, read_bench_config
 
 DIRECTIONS = ("down", "up")     # down: host -> offload device; up: offload device -> host
 WIRES = {"down": ("host_tx", "dev_rx"), "up": ("dev_tx", "host_rx")}   # (source, sink)
@@ -150,13 +147,9 @@ def tunnel_pair(name: str = "default") -> TunnelPair:
 
 
 def config_env(name: str) -> dict[str, str]:
-    return {CONFIG_ENV: json.dumps({"name": name, **CONFIGS[name]})}
+    return bench_config_env({"name": name, **CONFIGS[name]})
 
 
 def config_from_env() -> tuple[str, dict]:
-    text = os.environ.get(CONFIG_ENV)
-    if text is None:
-        raise RuntimeError(f"{CONFIG_ENV} is not set: run the bench through "
-                           f"tb/io_tunnel/test_io_tunnel.py")
-    doc = json.loads(text)
+    doc = read_bench_config("tb/io_tunnel/test_io_tunnel.py")
     return doc.pop("name"), doc

@@ -2,7 +2,6 @@
 (the tests: tb/link/test_link.py)."""
 
 from .harness import (
-    CONFIG_ENV,
     CONFIGS,
     PORTS,
     LinkPair,
@@ -12,7 +11,6 @@ from .harness import (
 )
 
 __all__ = [
-    "CONFIG_ENV",
     "CONFIGS",
     "LinkPair",
     "PORTS",

@@ -8,9 +8,6 @@ simulator build each); the cocotb tests read theirs back from ``VFMIG_BENCH_CONF
 
 from __future__ import annotations
 
-import json
-import os
-
 from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out, flipped
@@ -18,7 +15,7 @@ from amaranth.lib.wiring import In, Out, flipped
 from hdl.formats import ChunkBeat
 from hdl.link import LinkPort, LinkStats, wire_signature
 from model.link import LinkParams
-from tb.common.runner import CONFIG_ENV
+from tb.common.runner import bench_config_env, read_bench_config
 
 PORTS = ("a", "b")
 
@@ -75,15 +72,11 @@ CONFIGS = {
 
 
 def config_env(name: str) -> dict[str, str]:
-    return {CONFIG_ENV: json.dumps({"name": name, "params": CONFIGS[name]})}
+    return bench_config_env({"name": name, "params": CONFIGS[name]})
 
 
 def config_from_env() -> tuple[str, LinkParams]:
-    text = os.environ.get(CONFIG_ENV)
-    if text is None:
-        raise RuntimeError(f"{CONFIG_ENV} is not set: run the link bench through "
-                           f"tb/link/test_link.py or python -m tb.bench.link")
-    doc = json.loads(text)
+    doc = read_bench_config("tb/link/test_link.py or python -m tb.bench.link")
     return doc["name"], LinkParams(**doc["params"])
 
 
