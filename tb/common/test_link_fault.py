@@ -140,7 +140,7 @@ def test_parameter_checks():
     assert str(exc.value) == "FaultyChannel link_width must be at least 1, not 0"
     with pytest.raises(ValueError) as exc:
         FaultyChannel(64, latency=-1)
-    assert str(exc.value) == "FaultyChannel latency must be a non-negative integer, not -1"
+    assert str(exc.value) == "FaultyChannel latency must be at least 0, not -1"
 
 
 # ================================================================ on a simulator
