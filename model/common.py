@@ -48,8 +48,8 @@ def check_number(owner: str, name: str, value: object, low: float, high: float |
         raise ParameterError(f"{owner} {name} must be a finite number, not {value!r}")
     too_high = high is not None and (value > high or (high_open and value == high))
     if value < low or (low_open and value == low) or too_high:
-        raise ParameterError(f"{owner} {name} must be {_bounds(low, high, low_open, high_open)}, "
-                         f"not {value}")
+        bounds = _bounds(low, high, low_open, high_open)
+        raise ParameterError(f"{owner} {name} must be {bounds}, not {value}")
     return value
 
 
@@ -82,7 +82,7 @@ def check_fault_inject(owner: str, value: str | None, faults: tuple[str, ...]) -
     """The planted-bug parameter every block takes: None or one of ``faults``."""
     if value is not None and value not in faults:
         raise ParameterError(f"{owner} _fault_inject must be None or one of "
-                         f"{', '.join(faults)}, not {value!r}")
+                             f"{', '.join(faults)}, not {value!r}")
     return value
 
 
