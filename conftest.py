@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config._vfmig_started = time.time()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    """With WAVES=1: the FST each cocotb run of this session wrote (tb/common/runner.py)."""
+    from tb.common.runner import BUILD, WAVES_FILE, waves_wanted
+
+    if not waves_wanted():
+        return
+    started = getattr(config, "_vfmig_started", 0)
+    written = sorted(p for p in (BUILD / "sim_build").glob(f"*/runs/*/{WAVES_FILE}")
+                     if p.stat().st_mtime >= started)
+    terminalreporter.write_sep("-", f"waves (WAVES=1): {len(written)} FST files")
+    for path in written:
+        terminalreporter.write_line(f"waves: {path}")

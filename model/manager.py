@@ -268,6 +268,11 @@ class SeedPolicy(Policy):
         return out
 
 
+# A move away from a device at least this busy (the profiler's measure over the window) is
+# reported as relieving its contention; the gain already counts the queueing it removes.
+CONTENTION_BUSY = 0.5
+
+
 @dataclass
 class VFManager(Policy):
     """The VF Manager: placement by predicted latency saved, with guards against thrash.
@@ -448,6 +453,8 @@ class VFManager(Policy):
             what = (f"saves {saving:.0f} cyc of latency, all VFs together, per request of "
                     f"this VF (threshold {threshold:g}); its own latency {own_before:.0f} -> "
                     f"{own_after:.0f} cyc, {waits}")
+            if cont.busy(src) >= CONTENTION_BUSY:
+                what += f"; relieves {src.label} contention (busy {cont.busy(src):.0%})"
             last = self._last_move.get(vf)
             if last is not None and now - last < self.cooldown:
                 out.append(Decision(vf, src, dst, False,

@@ -119,10 +119,34 @@ VF_REGS = (
     Register("WORDS_SENT", 0x24, "RO", "STATE_DATA payload words of the current or last "
                                        "migration"),
     Register("MIGRATIONS", 0x28, "RO", "[15:0] committed, [31:16] aborted migrations"),
+    # DOWNTIME split by what the hold waited for; the five always sum to DOWNTIME.
+    Register("DOWNTIME_DRAIN", 0x2C, "RO", "cycles of DOWNTIME spent draining the request in "
+                                           "service"),
+    Register("DOWNTIME_COPY", 0x30, "RO", "cycles of DOWNTIME spent copying the residual (stop-"
+                                          "copy only: MIG_BEGIN and the whole image)"),
+    Register("DOWNTIME_SWITCHOVER", 0x34, "RO", "cycles of DOWNTIME from SWITCHOVER (the target's "
+                                                "digest check) to the COMMIT request"),
+    Register("DOWNTIME_COMMIT", 0x38, "RO", "cycles of DOWNTIME from COMMIT to COMMIT_ACK"),
+    Register("DOWNTIME_RELEASE", 0x3C, "RO", "cycles of DOWNTIME after the handshake: until the "
+                                             "unit at the VF's place serves it (or a rollback)"),
 )
 
 GLOBAL = {r.name: r.offset for r in GLOBAL_REGS}
 VF = {r.name: r.offset for r in VF_REGS}
+
+
+class DowntimePhase(IntEnum):
+    """What a VF's hold is waiting for, cycle by cycle: the DOWNTIME_<name> registers.  A
+    migration engine names the phase of the VF it works on; RELEASE is every other held
+    cycle (after COMMIT_ACK, or a rollback)."""
+    DRAIN = 0
+    COPY = 1
+    SWITCHOVER = 2
+    COMMIT = 3
+    RELEASE = 4
+
+
+DOWNTIME_REGS = tuple(f"DOWNTIME_{phase.name}" for phase in DowntimePhase)
 
 
 class ErrorCode(IntEnum):

@@ -57,6 +57,7 @@ class MigEngine(wiring.Component):
     irq_live : Out(n_vfs) the VF's interrupts flow from its slot here (RUNNING or PRE_COPY);
                           at most one device has it set, none during a switchover
     done : Out            one-cycle event when an outgoing migration commits or aborts
+    phase, phase_vf : Out the downtime phase of VF ``phase_vf`` (``model.regmap.DowntimePhase``)
     quiesce, irq_hold : Out(n_slots); idle : In(n_slots); slot_vf : Out   VF-unit control
     dirty_*, dirty_count, digest : the VF unit's dirty-tracking and digest outputs
     rd_desc/rd_data/rd_done, wr_desc/wr_data/wr_done : the DMA
@@ -106,6 +107,7 @@ class MigEngine(wiring.Component):
             "irq_live": Out(n_vfs),
             "slot_of": Out(data.ArrayLayout(slot_bits, n_vfs)),
             "done": Out(stream.Signature(self.done_layout)),
+            "phase": Out(3), "phase_vf": Out(vf_bits),
             "quiesce": Out(n_slots), "irq_hold": Out(n_slots), "idle": In(n_slots),
             "slot_vf": Out(data.ArrayLayout(vf_bits, n_slots)),
             "dirty_rd_en": Out(1), "dirty_rd_slot": Out(slot_bits),
@@ -206,6 +208,7 @@ class MigEngine(wiring.Component):
             self.here.eq(table.here), self.slot_of.eq(table.slot), self.hold.eq(table.hold),
             self.irq_live.eq(table.irq_live), self.quiesce.eq(table.quiesce),
             self.irq_hold.eq(table.irq_hold), self.slot_vf.eq(table.slot_vf),
+            self.phase.eq(source.phase), self.phase_vf.eq(source.phase_vf),
         ]
         opening_or_active = source.src_active | source.src_opening
         for v in range(self.config.n_vfs):

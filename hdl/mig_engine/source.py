@@ -3,13 +3,13 @@ arc's action (quiesce, open a migration, stop-copy, abort, commit) performed bef
 
 from __future__ import annotations
 
-from amaranth import Module, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from model.config import SystemConfig
 from model.protocol import MsgType, Reason
-from model.regmap import ErrorCode
+from model.regmap import DowntimePhase, ErrorCode
 from model.vfio import DeviceState
 
 from ..formats import bits_for
@@ -60,6 +60,8 @@ class SourceWalker(wiring.Component):
         (accepted; MIG_BEGIN sent; its VF and slot; SWITCHOVER sent)
     draining, wvf : Out    the walked VF, and whether it is being drained now
     busy : Out   a walk is under way (a request written now is answered BUSY)
+    phase, phase_vf : Out   the :class:`DowntimePhase` of VF ``phase_vf`` (which part of a
+        stop-copy it is in; RELEASE when the walker is at none); read only while it is held
 
     Latency: a request is answered the cycle it is written; the first arc is examined the
     next cycle; an arc without an action takes one cycle.
@@ -87,9 +89,14 @@ class SourceWalker(wiring.Component):
             "src_active": Out(1), "src_opening": Out(1), "src_vf": Out(vf_bits),
             "src_slot": Out(slot_bits), "switched": Out(1),
             "draining": Out(1), "wvf": Out(vf_bits), "busy": Out(1),
+            "phase": Out(3), "phase_vf": Out(vf_bits),
         })
 
     # ------------------------------------------------------------------ helpers
+    def _phase(self, m, phase):
+        """In this state the walked VF's hold waits for ``phase``."""
+        m.d.comb += [self.phase.eq(phase), self.phase_vf.eq(self.wvf)]
+
     def _send(self, m, type_, arg=0, reason_=0):
         """Offer a header-only message through the copier; True once it is taken."""
         m.d.comb += [self.msg.valid.eq(1), self.msg.payload.type.eq(type_),
@@ -141,6 +148,11 @@ class SourceWalker(wiring.Component):
         self.abort_reason = Signal(4)
         self.mine = self.src_active & (self.src_vf == self.wvf)
 
+        # After SWITCHOVER the outgoing VF waits for the VMM's COMMIT whatever the walker
+        # does meanwhile; the states of a stop-copy override this below (_phase).
+        waiting = self.src_active & self.switched
+        m.d.comb += [self.phase.eq(Mux(waiting, DowntimePhase.SWITCHOVER, DowntimePhase.RELEASE)),
+                     self.phase_vf.eq(Mux(waiting, self.src_vf, self.wvf))]
         with m.FSM(name="walker"):
             self._idle(m)
             self._step(m)
@@ -219,12 +231,14 @@ class SourceWalker(wiring.Component):
         cfg, timer = self.config, self.timer
         with m.State("BEGIN"):
             m.d.comb += self.busy.eq(1)
+            self._phase(m, DowntimePhase.COPY)   # held only in a stop-copy without pre-copy
             m.d.sync += [self.src_vf.eq(self.wvf), self.src_slot.eq(self.slot[self.wvf])]
             with m.If(self._send(m, MsgType.BEGIN, cfg.layout.image_words)):
                 m.d.sync += [self.src_opening.eq(1), timer.eq(0)]
                 m.next = "WAIT_ACCEPT"
         with m.State("WAIT_ACCEPT"):
             m.d.comb += self.busy.eq(1)
+            self._phase(m, DowntimePhase.COPY)
             m.d.sync += timer.eq(timer + 1)
             with m.If(self.ev_accept):
                 m.d.sync += [self.src_opening.eq(0), self.src_active.eq(1),
@@ -259,6 +273,7 @@ class SourceWalker(wiring.Component):
             # boundary, and wait for the request in service to finish.
             m.d.comb += [self.busy.eq(1), self.copy_stop.eq(self.mine)]
             m.d.sync += self.draining.eq(1)
+            self._phase(m, DowntimePhase.DRAIN)
             with m.If(self.draining & self.idle.bit_select(self.slot[self.wvf], 1)
                       & ~(self.mine & self.copy_busy)):
                 with m.If(self.arc_next == S.STOP):
@@ -270,10 +285,12 @@ class SourceWalker(wiring.Component):
                     m.next = "WAIT_COPY"
         with m.State("WAIT_COPY"):
             m.d.comb += self.busy.eq(1)
+            self._phase(m, DowntimePhase.COPY)
             with m.If(~self.copy_busy):
                 m.next = "SEND_SWITCHOVER"
         with m.State("SEND_SWITCHOVER"):
             m.d.comb += self.busy.eq(1)
+            self._phase(m, DowntimePhase.SWITCHOVER)
             with m.If(self._send(m, MsgType.SWITCHOVER, self.digest[self.src_slot])):
                 self._take_arc(m)  # into STOP_COPY
                 m.d.sync += [self.switched.eq(1), self.draining.eq(0)]
@@ -307,6 +324,7 @@ class SourceWalker(wiring.Component):
         """COMMIT and its answer; a target's ABORT rolls the VF back."""
         with m.State("SEND_COMMIT"):
             m.d.comb += self.busy.eq(1)
+            self._phase(m, DowntimePhase.COMMIT)
             with m.If(self._send(m, MsgType.COMMIT)):
                 m.d.sync += self.timer.eq(0)
                 m.next = "WAIT_COMMIT_ACK"
@@ -316,6 +334,7 @@ class SourceWalker(wiring.Component):
             # both devices. The link delivers COMMIT and its answer once it is up again;
             # until then the VF's requests wait at the router (consistency first).
             m.d.comb += self.busy.eq(1)
+            self._phase(m, DowntimePhase.COMMIT)
             with m.If(self.ev_commit_ack):
                 self._finish(m, committed=1)
                 self._write(m, self.wvf, here=0, present=0)

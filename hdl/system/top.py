@@ -13,6 +13,7 @@ from model.regmap import (
     CONTROL_COMMIT,
     LINK_STAT_NAMES,
     LOCATION_MIGRATING,
+    DowntimePhase,
 )
 
 from ..csr import AxiLiteSlave, axil_signature
@@ -145,7 +146,9 @@ class System(wiring.Component):
                 wiring.connect(m, status, port)
             wiring.connect(m, engine.done, getattr(stats, f"{dev.label}_done"))
             m.d.comb += [getattr(stats, f"{dev.label}_slot").eq(engine.slot_of),
-                         getattr(stats, f"{dev.label}_idle").eq(units[dev].idle)]
+                         getattr(stats, f"{dev.label}_idle").eq(units[dev].idle),
+                         getattr(stats, f"{dev.label}_phase").eq(engine.phase),
+                         getattr(stats, f"{dev.label}_phase_vf").eq(engine.phase_vf)]
         m.d.comb += [stats.want_held.eq(place.want_held), stats.router_held.eq(router.held),
                      stats.at_offload.eq(place.at_offload), stats.clear_vf.eq(regs.vf),
                      stats.clear.eq(regs.vf_w_control & regs.wdata[CONTROL_CLEAR_ERROR])]
@@ -231,6 +234,9 @@ class System(wiring.Component):
             regs.vf_words_sent.eq(Mux(rd.migrating, rd.words, stats.words[vf])),
             regs.vf_migrations.eq(Cat(stats.committed[vf], stats.aborted[vf])),
         ]
+        for phase in DowntimePhase:
+            m.d.comb += getattr(regs, f"vf_downtime_{phase.name.lower()}").eq(
+                stats.phases[vf][phase])
 
     @staticmethod
     def _intr_regs(intr):

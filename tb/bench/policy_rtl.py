@@ -37,7 +37,10 @@ from tb.system.sim import make_config, run_system
 POLICIES = {"static_host": "static", "seed": "seed", "vfmanager": "vfmanager"}
 
 
-def write_plot(path: Path, summary: dict[str, dict], runs: dict[str, dict], title: str) -> Path:
+def write_plot(path: Path, summary: dict[str, dict], runs: dict[str, dict], title: str,
+               end: int) -> Path:
+    """Each policy's VFs-on-offload over the run, drawn to ``end`` (the workload's last
+    cycle), beside the summary bars."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -52,6 +55,8 @@ def write_plot(path: Path, summary: dict[str, dict], runs: dict[str, dict], titl
                 on_offload.discard(p["vf"])
             xs.append(p["cycle"])
             ys.append(len(on_offload))
+        xs.append(max(end, xs[-1]))
+        ys.append(ys[-1])
         ax.step(xs, ys, where="post", color=colour, label=name)
     ax.set_xlabel("cycle")
     ax.set_ylabel("VFs on offload")
@@ -88,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         report_path = out / f"policy_rtl_{name}.json"
         report_path.unlink(missing_ok=True)
         knobs = Knobs(seed=args.seed, policy=policy, duration=args.duration,
-                      window=args.window, report=str(report_path))
+                      window=args.window, report=str(report_path), workload="phase-mix")
         start = time.monotonic()
         try:
             run_system(sim, config, knobs)
@@ -124,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     policy_json.write_text(json.dumps(data, indent=2) + "\n")
     plot = write_plot(out / "policy_rtl.png", summary, runs,
                       f"RTL closed loop: {args.vfs} VFs, phase-changing workload, "
-                      f"{args.duration:,} cycles")
+                      f"{args.duration:,} cycles", args.duration)
     print(f"wrote {policy_json} (\"rtl\") and {plot}")
     failures = target_failures(summary, None)   # the same targets as fastsim's, no timing
     for text in failures:

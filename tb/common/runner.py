@@ -54,6 +54,44 @@ BUILD_ARGS = {"verilator": ["-Wno-fatal", "--assert", "--no-public-flat-rw"],
               "icarus": ["-g2005"]}
 # Internal signals (module name, variable pattern) a bench reads beside the top's ports.
 PUBLIC_EXCEPTIONS: tuple[tuple[str, str], ...] = ()
+# WAVES=1: every run writes an FST of all signals (a build of its own: tracing slows the
+# model, so the default build has none).
+WAVES_ENV = "WAVES"
+WAVES_FILE = "waves.fst"
+WAVE_BUILD_ARGS = {"verilator": ["--trace-fst", "--trace-structs"], "icarus": []}
+
+
+def waves_wanted() -> bool:
+    """Whether the ``WAVES`` environment variable asks for waveforms (the values cocotb's
+    runner accepts, which reads it too); ValueError on any other value."""
+    value = os.environ.get(WAVES_ENV, "").strip().lower()
+    if value in ("", "0", "no", "n", "off", "false", "disable"):
+        return False
+    if value in ("1", "yes", "y", "on", "true", "enable"):
+        return True
+    raise ValueError(f"WAVES={value!r} is not a yes/no value: use WAVES=1 (or leave it unset)")
+
+
+def check_waves(sim: str) -> bool:
+    """``waves_wanted()``, after checking that ``sim`` can write an FST here: Verilator's FST
+    writer compiles against the lz4 headers (SimulatorError naming the package if absent)."""
+    if not waves_wanted():
+        return False
+    if sim == "verilator" and not any(Path(d, "lz4.h").exists() for d in _include_dirs()):
+        raise SimulatorError("WAVES=1 on Verilator needs the lz4 headers for its FST writer: "
+                             "apt-get install liblz4-dev (or use SIM=icarus)")
+    return True
+
+
+def _include_dirs() -> list[str]:
+    extra = os.environ.get("CPATH", "") + os.pathsep + os.environ.get("CPLUS_INCLUDE_PATH", "")
+    return ["/usr/include", "/usr/local/include"] + [d for d in extra.split(os.pathsep) if d]
+
+
+def waves_file(results_xml: Path) -> Path | None:
+    """The FST a run with WAVES=1 wrote beside its results, if any."""
+    path = Path(results_xml).parent / WAVES_FILE
+    return path if path.exists() else None
 
 
 class SimulatorError(RuntimeError):
@@ -112,12 +150,15 @@ def public_config(top: str, directory: Path) -> Path:
     return path
 
 
-def build_args(sim: str, top: str, directory: Path) -> list[str]:
+def build_args(sim: str, top: str, directory: Path, waves: bool = False) -> list[str]:
     """The simulator's build arguments for ``top`` built in ``directory``."""
     args = list(BUILD_ARGS[sim])
+    if waves and sim == "icarus":
+        # cocotb's FST dump module is SystemVerilog (a string): no -g2005 then
+        args.remove("-g2005")
     if sim == "verilator":
         args.append(str(public_config(top, directory)))
-    return args
+    return args + (WAVE_BUILD_ARGS[sim] if waves else [])
 
 
 def default_simulator() -> str:
@@ -136,9 +177,10 @@ def build(sim: str, name: str, component_factory: Callable[[], object],
     key_src = json.dumps(parameters or {}, sort_keys=True, default=str)
     staging = staging / hashlib.sha1(key_src.encode()).hexdigest()[:10]
     vpath = write_verilog(component_factory(), name, staging, parameters)
+    waves = check_waves(sim)
     key = repr((BUILD_ARGS[sim], PUBLIC_EXCEPTIONS)).encode()
     digest = hashlib.sha1(vpath.read_bytes() + key).hexdigest()[:12]
-    build_dir = BUILD / "sim_build" / f"{name}-{sim}-{digest}"
+    build_dir = BUILD / "sim_build" / f"{name}-{sim}-{digest}{'-waves' if waves else ''}"
     build_dir.mkdir(parents=True, exist_ok=True)
     stamp = build_dir / "built.ok"
     with open(build_dir / ".lock", "w") as lock:  # pytest-xdist workers share builds
@@ -146,10 +188,10 @@ def build(sim: str, name: str, component_factory: Callable[[], object],
         if not stamp.exists():
             source = build_dir / f"{name}.v"
             shutil.copy(vpath, source)
-            args = build_args(sim, name, build_dir)
+            args = build_args(sim, name, build_dir, waves)
             get_runner(sim).build(
                 sources=[source], hdl_toplevel=name, build_dir=build_dir, build_args=args,
-                timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
+                timescale=("1ns", "1ps"), log_file=build_dir / "build.log", waves=waves)
             stamp.write_text(digest + "\n")
     return build_dir, name
 
@@ -170,11 +212,15 @@ def run_tests(sim: str, name: str, component_factory: Callable[[], object], test
     print(f"cocotb {test_module} ({name}) on {sim}, COCOTB_RANDOM_SEED={seed}", flush=True)
     test_dir = build_dir / "runs" / (testcase or test_module.rsplit(".", 1)[-1])
     test_dir.mkdir(parents=True, exist_ok=True)
+    waves = test_dir / WAVES_FILE
+    waves.unlink(missing_ok=True)
+    trace = {"verilator": {"test_args": ["--trace-file", str(waves)]},
+             "icarus": {"plusargs": [f"+dumpfile_path={waves}"]}}[sim] if waves_wanted() else {}
     return runner.test(
         test_module=test_module, hdl_toplevel=top, hdl_toplevel_lang="verilog",
-        build_dir=build_dir, test_dir=test_dir,
-        testcase=testcase, extra_env=env, seed=seed, results_xml=str(test_dir / results_name),
-        timescale=("1ns", "1ps"), log_file=test_dir / "sim.log")
+        build_dir=build_dir, test_dir=test_dir, testcase=testcase, extra_env=env,
+        seed=seed, results_xml=str(test_dir / results_name), timescale=("1ns", "1ps"),
+        log_file=test_dir / "sim.log", waves=waves_wanted(), **trace)
 
 
 def failed_tests(results_xml: Path) -> list[str]:

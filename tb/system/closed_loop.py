@@ -40,7 +40,7 @@ from model.manager import Decision, MigrationOutcome, SystemView, make_policy
 from model.profiler import Profiler
 from model.regmap import GLOBAL, profiler_reg
 from model.state import Op
-from model.workload import Source, load_trace, phase_mix
+from model.workload import Source, load_trace, phase_mix, showcase
 from tb.profiler import counter_snapshot, device_snapshot
 
 from .traffic import TrafficGenerator
@@ -83,18 +83,26 @@ def make_rtl_policy(name: str, config: SystemConfig, window: int, params: dict):
 HOST_UTILISATION = 0.8   # the phase mix's host load in RTL when every VF stays on the host
 
 
+WORKLOADS = ("showcase", "phase-mix")
+
+
 def make_source(config: SystemConfig, duration: int, seed: int, trace: str = "",
-                phase_cycles: int = 0, load: float = 0.0) -> Source:
-    """The workload: a trace file, or the phase-changing mix with phases of
+                phase_cycles: int = 0, load: float = 0.0, workload: str = "phase-mix") -> Source:
+    """The workload: a trace file, ``showcase`` (``model.workload.showcase``: a VF per
+    placement rule, at the RTL's scale) or the phase-changing mix with phases of
     ``phase_cycles`` (default: a third of the run, so every phase shows up).
 
-    ``load`` scales the mix's rates; 0 (default) picks the scale at which the host VF unit
-    would be ``HOST_UTILISATION`` busy with every VF on it. The RTL replays a request of
-    ``words`` words as ``words`` single-word requests of ``host_latency + 1`` cycles each,
-    where fastsim charges ``host_latency + words``; unscaled, the mix would overload the
-    RTL host several times over."""
+    ``load`` scales the rates; 0 (default) is 1 for the showcase and, for the mix, the scale
+    at which the host VF unit would be ``HOST_UTILISATION`` busy with every VF on it. The RTL
+    replays a request of ``words`` words as ``words`` single-word requests of
+    ``host_latency + 1`` cycles each, where fastsim charges ``host_latency + words``;
+    unscaled, the mix would overload the RTL host several times over."""
     if trace:
         return load_trace(trace, n_vfs=config.n_vfs, layout=config.layout)
+    if workload not in WORKLOADS:
+        raise ValueError(f"unknown workload {workload!r}: choose one of {', '.join(WORKLOADS)}")
+    if workload == "showcase":
+        return showcase(config.n_vfs, duration, seed, config.layout, load=load or 1.0)
     phase_cycles = phase_cycles or max(1, duration // 3)
     if load <= 0:
         probe = phase_mix(config.n_vfs, duration, seed, phase_cycles=phase_cycles,
@@ -140,6 +148,9 @@ class LoopStats:
     windows: int = 0
     decisions: int = 0
     held_back: dict[str, int] = field(default_factory=dict)
+    # this window's response latencies by the device that served them
+    window_latencies: dict[Device, list[int]] = field(
+        default_factory=lambda: {Device.HOST: [], Device.OFFLOAD: []})
 
 
 class ClosedLoop:
@@ -161,6 +172,7 @@ class ClosedLoop:
                                         "reason": "initial placement"}
                                        for vf in range(self.config.n_vfs)]
         self.stats = LoopStats()
+        self.windows: list[dict] = []   # per window: p99 per device, busy, link use
         self._arrival: dict[tuple[int, int], int] = {}
         # One outgoing migration per device at a time (the engine's limit): moves wait in
         # their source device's queue, in decision order, as in model.fastsim.
@@ -217,7 +229,9 @@ class ClosedLoop:
     def _responded(self, resp) -> None:
         arrived = self._arrival.pop((resp.vf, resp.tag), None)
         if arrived is not None:
-            self.stats.latencies.append(self.now() - arrived)
+            latency = self.now() - arrived
+            self.stats.latencies.append(latency)
+            self.stats.window_latencies[self.location[resp.vf]].append(latency)
             self.stats.words += 1
             self.stats.last = self.bfm.cycles
 
@@ -236,6 +250,7 @@ class ClosedLoop:
                               self._slots_used())
             decisions = self.policy.decide(report, view)
             self.stats.windows += 1
+            self._record_window(report)
             self._apply(decisions, end)
             end += self.window
 
@@ -252,6 +267,19 @@ class ClosedLoop:
         device = device_snapshot(regs, (self.config.host_slots, self.config.offload_slots),
                                  LINK_WIDTH // 32)
         return self.profiler.analyse(snaps, device, end=end)
+
+    def _record_window(self, report) -> None:
+        """What the timeline picture shows per window: each device's p99 request latency
+        (measured by the testbench, by the device that served the response), its busy
+        fraction and the link utilisation (both from the hardware profiler)."""
+        c, row = report.contention, {"end": report.end}
+        for device, lat in self.stats.window_latencies.items():
+            row[f"{device.label}_p99"] = percentile(sorted(lat), 0.99)
+            row[f"{device.label}_requests"] = len(lat)
+            row[f"{device.label}_busy"] = round(c.busy(device), 4)
+            lat.clear()
+        row["link_utilisation"] = round(c.link_utilisation, 4)
+        self.windows.append(row)
 
     def _slots_used(self) -> tuple[int, int]:
         used = [0, 0]
@@ -326,5 +354,5 @@ class ClosedLoop:
                            "requests": len(self.stats.latencies), **self.metrics(),
                            "held_back": self.stats.held_back},
                 "decisions": [m.report() for m in self.moves],
-                "placements": self.placements}
+                "placements": self.placements, "windows": self.windows}
 

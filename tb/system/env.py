@@ -76,10 +76,11 @@ class Knobs:
     gap_cycles: int = 600        # traffic between two migrations
     policy: str = ""             # closed loop (tb/system/closed_loop.py): vfmanager|seed|static
     policy_params: str = ""      # NAME=VALUE,... for the policy
-    trace: str = ""              # closed loop: a workload trace file (default: the phase mix)
+    workload: str = "phase-mix"  # closed loop: phase-mix | showcase (model/workload.py)
+    trace: str = ""              # closed loop: a workload trace file (instead of `workload`)
     duration: int = 150_000      # closed loop: workload cycles
     window: int = 5_000          # closed loop: profiler window, cycles
-    load: float = 0.0            # closed loop: phase-mix load factor (0: host 80 % busy)
+    load: float = 0.0            # closed loop: rate scale (0: showcase 1, phase mix host 80 %)
     heartbeat: int = 1           # closed loop: 1 = every VF raises one interrupt per window
     # link faults (tb/system/link.py), on both wires, seeded from `seed`
     ber: float = 0.0             # bit error rate over each flit and its sop bit

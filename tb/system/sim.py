@@ -30,8 +30,16 @@ import time
 from pathlib import Path
 
 from model.config import SystemConfig
+from model.regmap import DowntimePhase
 from model.state import ImageLayout
-from tb.common.runner import BUILD, SimulatorError, check_simulator, default_simulator
+from tb.common.runner import (
+    BUILD,
+    SimulatorError,
+    check_simulator,
+    check_waves,
+    default_simulator,
+    waves_file,
+)
 
 from .closed_loop import make_rtl_policy, make_source, parse_params
 from .env import Knobs, config_to_json
@@ -99,13 +107,18 @@ def _follow(path: Path, echo, stop: threading.Event) -> None:
         time.sleep(0.2)
 
 
+def format_breakdown(breakdown: dict[str, int]) -> str:
+    """``drain/copy/switchover/commit/release`` cycles, as the DOWNTIME_* registers say."""
+    return "/".join(str(breakdown.get(p.name.lower(), 0)) for p in DowntimePhase)
+
+
 def format_report(report: dict) -> str:
     lines = [f"{'#':>2} {'vf':>3} {'from':>8} {'to':>8} {'result':>10} {'rounds':>6} "
-             f"{'bytes':>7} {'downtime':>9} {'total':>7}"]
+             f"{'bytes':>7} {'downtime':>9} {'total':>7}  drain/copy/switchover/commit/release"]
     for i, m in enumerate(report["migrations"], 1):
         lines.append(f"{i:>2} {m['vf']:>3} {m['from']:>8} {m['to']:>8} {m['result']:>10} "
                      f"{m['precopy_rounds']:>6} {m['bytes']:>7} {m['downtime_cycles']:>9} "
-                     f"{m['total_cycles']:>7}")
+                     f"{m['total_cycles']:>7}  {format_breakdown(m.get('downtime_breakdown', {}))}")
     t = report["totals"]
     committed = [m for m in report["migrations"] if m["result"] == "committed"]
     directions = sorted({f"{m['from']}->{m['to']}" for m in committed})
@@ -163,8 +176,10 @@ def main(argv: list[str] | None = None) -> int:
                         "the closed loop; plan: a scripted list of migrations")
     parser.add_argument("--policy-params", default="", help="policy parameters, e.g. "
                         "'cooldown=30000,link_budget=0.3'")
+    parser.add_argument("--workload", default=Knobs.workload, help="closed loop: showcase "
+                        "(default: a VF per placement rule) or phase-mix (docs/workload.md)")
     parser.add_argument("--trace", default="", help="closed loop: a workload trace file "
-                        "(docs/workload.md); default the phase-changing mix")
+                        "(docs/workload.md) instead of --workload")
     parser.add_argument("--duration", type=int, default=Knobs.duration,
                         help="closed loop: workload cycles")
     parser.add_argument("--window", type=int, default=Knobs.window,
@@ -213,14 +228,17 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"--window {args.window} is longer than --duration "
                                  f"{args.duration}")
             make_rtl_policy(policy, config, args.window, parse_params(args.policy_params))
-            make_source(config, args.duration, args.seed, args.trace, load=args.load)
+            make_source(config, args.duration, args.seed, args.trace, load=args.load,
+                        workload=args.workload)
         sim = check_simulator(args.sim)
+        waves = check_waves(sim)
     except (SimulatorError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
     report_path = Path(args.report).resolve()
     report_path.unlink(missing_ok=True)
+    report_path.with_name("timeline.png").unlink(missing_ok=True)
     knobs = Knobs(seed=args.seed, plan=format_plan(steps),
                   migrations=-1 if args.migrations is None else args.migrations,
                   idle_prob=args.idle, report=str(report_path), ber=args.ber,
@@ -229,14 +247,17 @@ def main(argv: list[str] | None = None) -> int:
                   progress=str(report_path.parent / "progress.log"),
                   policy="" if policy == "plan" else policy, policy_params=args.policy_params,
                   trace=str(Path(args.trace).resolve()) if args.trace else "",
-                  duration=args.duration, window=args.window, load=args.load)
+                  duration=args.duration, window=args.window, load=args.load,
+                  workload=args.workload)
     what = (f"plan {format_plan(steps)}" if policy == "plan" else
-            f"policy {policy}, {args.trace or 'phase-mix workload'}, {args.duration} cycles")
+            f"policy {policy}, {args.trace or args.workload + ' workload'}, "
+            f"{args.duration} cycles")
     print(f"vfmig sim: {sim}, seed {args.seed}, {config.n_vfs} VFs "
           f"(host {config.host_slots} slots, offload {config.offload_slots}), "
           f"{config.layout.image_words}-word images; {what}; link BER "
           f"{args.ber:g}, drops {args.drop_rate:g}, duplicates {args.dup_rate:g}", flush=True)
-    print("building (once per configuration) and running ...", flush=True)
+    print("building (once per configuration) and running ..."
+          + (" with waves (WAVES=1: slower)" if waves else ""), flush=True)
     start = time.monotonic()
     results = None
     try:
@@ -249,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     wall = time.monotonic() - start
 
-    failures = []
+    failures, timeline = [], None
     if results is not None:
         from cocotb_tools.check_results import get_results
         try:
@@ -266,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         report = json.loads(report_path.read_text())
         report["wall_seconds_total"] = round(wall, 1)
+        if "placements" in report:   # a closed-loop run: its picture
+            from .timeline import draw
+            timeline = draw(report, report_path.with_name("timeline.png"))
+            report["timeline"] = str(timeline)
         report_path.write_text(json.dumps(report, indent=2) + "\n")
         print()
         print(format_report(report))
@@ -273,6 +298,11 @@ def main(argv: list[str] | None = None) -> int:
         for text in report.get("problems", [])[:10]:
             print(f"  problem: {text}")
     print(f"wall time {wall:.0f} s (build + simulation); report: {report_path}")
+    if timeline:
+        print(f"timeline: {timeline}")
+    wave = waves_file(results) if waves and results is not None else None
+    if wave:
+        print(f"waves: {wave} (gtkwave {wave}, or surfer {wave})")
     if failures:
         print("FAILED: " + "; ".join(failures), file=sys.stderr)
         return 1

@@ -30,7 +30,7 @@ from pyuvm import ConfigDB, uvm_test
 from model.config import Device, SystemConfig
 from model.irq_remap import FaultReason, RemapEntry
 from model.protocol import Reason
-from model.regmap import GLOBAL, ID_VALUE, vf_reg
+from model.regmap import GLOBAL, ID_VALUE, VF_BASE, VF_STRIDE
 from model.state import Op
 from model.vfio import DeviceState
 from tb.common.axil import AxilResp
@@ -292,7 +292,8 @@ class SystemScenario(SystemTestBase):
                         f"IMAGE_WORDS reads {words}, expected {config.layout.image_words}")
         # the control plane refuses what is not a register, without side effects
         for addr, want in ((0x0FC, AxilResp.DECERR), (GLOBAL["ID"] + 2, AxilResp.SLVERR),
-                           (vf_reg(config.n_vfs - 1, "MIGRATIONS") + 4, AxilResp.DECERR)):
+                           # the per-VF window is full: the first address after the last VF
+                           (VF_BASE + config.n_vfs * VF_STRIDE, AxilResp.DECERR)):
             data, resp = await bus.master.read(addr)
             self.vmm.expect(resp == want and data == 0, f"AXI read of {addr:#06x} answered "
                                                         f"{resp.name} data {data:#x}, expected "
@@ -410,9 +411,10 @@ class ClosedLoopScenario(SystemScenario):
                                random.Random(self.rng.getrandbits(32)), error_prob=0.0)
         policy_name, policy = make_rtl_policy(knobs.policy, config, knobs.window,
                                               parse_params(knobs.policy_params))
-        source = make_source(config, knobs.duration, knobs.seed, knobs.trace, load=knobs.load)
+        source = make_source(config, knobs.duration, knobs.seed, knobs.trace, load=knobs.load,
+                             workload=knobs.workload)
         self.progress(f"closed loop: {config.n_vfs} VFs, seed {knobs.seed}, policy "
-                      f"{policy_name}, workload {knobs.trace or 'phase mix'}, "
+                      f"{policy_name}, workload {knobs.trace or knobs.workload}, "
                       f"{knobs.duration} cycles, window {knobs.window}")
         await RequestListSeq("msix_init", gen.msix_init()).start(self.seqr)
         await self.drain("MSI-X programming")
@@ -667,7 +669,7 @@ def test_closed_loop_places_vfs_by_policy(sim, tmp_path):
     report_path = tmp_path / "report.json"
     seed = 1   # a seed whose phase mix has a latency-sensitive VF worth moving
     knobs = Knobs(seed=seed, policy="vfmanager", duration=40_000, window=4_000,
-                  report=str(report_path))
+                  report=str(report_path), workload="phase-mix")
     print(f"seed {seed}")
     run_system(sim, config, knobs)
     report = json.loads(report_path.read_text())

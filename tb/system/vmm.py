@@ -42,6 +42,7 @@ from model.regmap import (
     STATUS_ERROR,
     STATUS_READY_TO_COMMIT,
     STATUS_REASON,
+    DowntimePhase,
     ErrorCode,
     irq_fault_fields,
     irte_cmd,
@@ -219,6 +220,7 @@ class MigrationRecord:
     precopy_rounds: int = 0
     words_sent: int = 0
     downtime_cycles: int = 0
+    downtime_phases: dict[str, int] = field(default_factory=dict)  # DOWNTIME_<phase>, lower
     total_cycles: int = 0
     error: str = ""           # STATUS.error/reason when the hardware refused or rolled back
     expected: str = "committed"
@@ -227,6 +229,7 @@ class MigrationRecord:
         return {"vf": self.vf, "from": self.source.label, "to": self.target.label,
                 "result": self.result, "precopy_rounds": self.precopy_rounds,
                 "bytes": self.words_sent * 4, "downtime_cycles": self.downtime_cycles,
+                "downtime_breakdown": dict(self.downtime_phases),
                 "total_cycles": self.total_cycles, "mode": self.mode,
                 "expected": self.expected, "error": self.error}
 
@@ -606,7 +609,24 @@ class Vmm:
         rec.total_cycles = end - start
         rec.precopy_rounds = await self.read(rec.vf, "ROUNDS")
         rec.words_sent = await self.read(rec.vf, "WORDS_SENT")
-        rec.downtime_cycles = await self.read(rec.vf, "DOWNTIME")
+        rec.downtime_cycles, rec.downtime_phases = await self.downtime(rec.vf)
+
+    async def downtime(self, vf: int, tries: int = 4) -> tuple[int, dict[str, int]]:
+        """DOWNTIME and its phases, read between two equal DOWNTIME reads (a hold may still
+        be counting just after a commit); the phases must sum to it."""
+        total = await self.read(vf, "DOWNTIME")
+        for _ in range(tries):
+            phases = {p.name.lower(): await self.read(vf, f"DOWNTIME_{p.name}")
+                      for p in DowntimePhase}
+            again = await self.read(vf, "DOWNTIME")
+            if again == total:
+                self.expect(sum(phases.values()) == total,
+                            f"VF {vf}: DOWNTIME phases {phases} sum to "
+                            f"{sum(phases.values())}, not DOWNTIME {total}")
+                return total, phases
+            total = again
+        self.problem(f"VF {vf}: DOWNTIME still counting after {tries} reads ({total})")
+        return total, phases
 
     def _done(self, rec: MigrationRecord) -> None:
         tail = f" [{rec.error}]" if rec.error else ""

@@ -33,6 +33,7 @@ from model.protocol_vectors import VECTOR_MAX_CHUNK, VECTOR_N_VFS
 from model.regmap import (
     CONTROL_CLEAR_ERROR,
     CONTROL_COMMIT,
+    DOWNTIME_REGS,
     LOCATION_MIGRATING,
     STATUS_BUSY,
     STATUS_CONVERGED,
@@ -251,6 +252,8 @@ class Bench:
         seen["words"] = await self.reg(ctx, vf, "WORDS_SENT")
         seen["rounds"] = await self.reg(ctx, vf, "ROUNDS")
         seen["downtime"] = await self.reg(ctx, vf, "DOWNTIME")
+        seen["phases"] = {n: await self.reg(ctx, vf, n) for n in DOWNTIME_REGS}
+        assert await self.reg(ctx, vf, "DOWNTIME") == seen["downtime"], "still counting"
         return seen
 
 
@@ -274,7 +277,10 @@ def test_live_precopy_migration_each_way():
     def check_stats(seen, lay):
         assert seen["initial_bytes"] == 0  # round 0 went over completely
         assert seen["words"] >= lay.image_words + lay.meta_words
-        assert 0 < seen["downtime"]
+        assert 0 < seen["downtime"] == sum(seen["phases"].values()), seen
+        # a pre-copy migration waits for each of these while the VF is held
+        for name in ("DOWNTIME_COPY", "DOWNTIME_SWITCHOVER", "DOWNTIME_COMMIT"):
+            assert seen["phases"][name] > 0, seen
 
     async def scenario(ctx, b: Bench):
         await b.scribble(ctx, 0, 12)
