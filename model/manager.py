@@ -306,8 +306,7 @@ class VFManager(Policy):
     **Limits.** A VF that committed a migration less than ``cooldown`` cycles ago does not
     move; the offload slots (reservations counted) cap what goes there, and when they are
     full the resident VF worth least is sent back first (``swap``, at most one per window)
-    when a waiting VF would gain more than it by ``swap_margin`` times the mean value of an
-    offloaded VF; the
+    when a waiting VF would gain at least ``swap_margin`` times what the resident loses; the
     migration words issued per window stay within ``link_budget`` of the window's link
     capacity per direction minus the I/O already on it, and at most ``max_per_window``
     migrations are issued per window.
@@ -505,41 +504,52 @@ class VFManager(Policy):
 
     def _swaps(self, waiting, view, q, cost_of, budget, copy_words,
                horizon) -> list[Decision]:
-        """Offload full: send the resident worth least back to the host when a waiting host
-        VF would gain more than it by at least ``swap_margin`` times what an offloaded VF is
-        worth on average (so near-equal VFs are not exchanged back and forth on noise); the
-        waiting VF moves once the slot is free (a later window). One swap per window."""
+        """Offload full: send the resident worth least back to the host when the best waiting
+        host VF would gain at least ``swap_margin`` times what that resident loses (so
+        near-equal VFs are not exchanged back and forth on noise) and the exchange saves at
+        least ``enter_saving`` cycles per request of the waiting VF; the waiting VF moves
+        once the slot is free (a later window). One swap per window.  (Comparing with the
+        mean value of the offloaded VFs, as before, let one heavy resident block every swap:
+        docs/workload.md.)"""
         now = view.now
         values: list[tuple[float, int]] = []  # (latency-cyc/cyc lost if it went back, vf)
-        total = 0.0
-        count = 0
         for u in range(len(q.place)):
             if q.place[u] != Device.OFFLOAD or u in view.migrating:
                 continue
             value = -q.quick_gain(u) if q.rate.get(u, 0.0) > 0 else 0.0
-            total += max(value, 0.0)
-            count += 1
             if now - self._last_move.get(u, -self.cooldown) >= self.cooldown:
                 values.append((value, u))
-        if not values or budget[1] < copy_words:
-            return []
-        mean_value = total / count
-        value, u = min(values)
         vf, g_in = max(waiting, key=lambda x: x[1])
+
+        def no_swap(why: str) -> list[Decision]:
+            return [Decision(vf, Device.HOST, Device.OFFLOAD, False,
+                             f"no swap, {why}; offload full, vf {vf} waits with a gain of "
+                             f"{g_in:.3f} latency-cyc/cyc")]
+
+        if not values:
+            return no_swap("every offloaded VF moved within the cooldown")
+        if budget[1] < copy_words:
+            return no_swap(f"link budget toward the host: {budget[1]:.0f} words left, "
+                           f"the image needs {copy_words}")
+        value, u = min(values)
         net = g_in - value
-        if net < self.swap_margin * mean_value or net < self.enter_saving * q.rate[vf]:
-            return []
+        if g_in < self.swap_margin * max(value, 0.0) or net < self.enter_saving * q.rate[vf]:
+            return no_swap(f"margin: vf {vf} would gain {g_in:.3f}, needs swap_margin "
+                           f"{self.swap_margin:g} x {value:.3f} (what vf {u} would lose), and the "
+                           f"exchange {net:.3f} at least enter_saving x rate "
+                           f"{self.enter_saving * q.rate[vf]:.3f}")
         cost_u, cost_text = cost_of(u, Device.HOST)
         cost_v, _ = cost_of(vf, Device.OFFLOAD)
         if net * horizon < self.cost_margin * (cost_u + cost_v):
-            return []
+            return no_swap(f"not worth it: {net * horizon:.0f} over {horizon} cyc < "
+                           f"{self.cost_margin:g} x ({cost_text} + the second move)")
         budget[1] -= copy_words
         q.move(u)
         return [Decision(u, Device.OFFLOAD, Device.HOST, True,
                          f"swap: offload full; vf {vf} (waiting) would save {g_in:.3f} "
-                         f"latency-cyc/cyc there, this VF only {value:.3f}: the exchange gains "
-                         f"{net:.3f} >= swap_margin {self.swap_margin:g} x {mean_value:.3f} "
-                         f"(mean value of an offloaded VF); {net * horizon:.0f} over {horizon} "
+                         f"latency-cyc/cyc there >= swap_margin {self.swap_margin:g} x what this "
+                         f"VF loses ({value:.3f}); the exchange gains {net:.3f}; "
+                         f"{net * horizon:.0f} over {horizon} "
                          f"cyc >= {self.cost_margin:g} x ({cost_text} + the second move)",
                          net * horizon, cost_u + cost_v)]
 

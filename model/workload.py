@@ -402,20 +402,21 @@ def phase_mix(n_vfs: int, duration: int, seed: int = 1, load: float = 1.0,
     return Workload(tuple(classes), duration, seed, layout or ImageLayout())
 
 
-SHOWCASE_ROLES = ("writer", "latency", "latency", "latency-then-idle", "throughput",
+SHOWCASE_ROLES = ("writer", "latency", "idle-then-latency", "latency-then-idle", "throughput",
                   "idle-then-latency")
 
 
 def showcase(n_vfs: int, duration: int, seed: int = 1, layout: ImageLayout | None = None,
              load: float = 1.0) -> Workload:
-    """The workload of ``make sim``: a few VFs with clear roles, so that one run shows each
+    """The workload of ``make sim``: six VFs with clear roles, so that one run shows each
     placement rule of the VF Manager at the RTL's scale (docs/workload.md).
 
-    VF 0 is latency-sensitive and keeps writing over its whole memory (its migration may need
-    dirty pre-copy rounds); VFs 1 and 2 are latency-sensitive; VF 3 is latency-sensitive for
-    the first quarter of the run, then idle; VF 4 moves large transfers (it keeps the host
-    busy); VF 5 is idle for the first 30 %, then latency-sensitive (it wants an offload slot
-    when they may be taken); any further VF is idle. ``load`` scales every rate.
+    VF 0 is latency-sensitive and writes all over its memory (its pre-copy needs dirty
+    rounds); VF 1 is latency-sensitive; VF 2 is idle for the first half, then the most
+    latency-sensitive of all (it wants an offload slot when they are taken); VF 3 is
+    latency-sensitive for the first quarter, then idle (the resident worth least); VF 4 moves
+    large transfers (it keeps the host busy); VF 5 is idle for the first 30 %, then
+    latency-sensitive; any further VF is idle. ``load`` scales every rate.
     """
     check_int("showcase", "n_vfs", n_vfs, len(SHOWCASE_ROLES))
     check_int("showcase", "duration", duration, 1)
@@ -426,8 +427,8 @@ def showcase(n_vfs: int, duration: int, seed: int = 1, layout: ImageLayout | Non
 
     idle = Idle(mean_gap=20_000 / load)
     classes = (
-        LatencySensitive(mean_gap=40 / load, write=0.8, notify=0.05, hot_blocks=24),
-        latency(80), latency(100),
+        LatencySensitive(mean_gap=40 / load, write=0.95, notify=0.0, hot_blocks=24),
+        latency(80), PhaseChanging(((duration // 2, idle), (duration, latency(25)))),
         PhaseChanging(((duration // 4, latency(80)), (duration, idle))),
         ThroughputHeavy(mean_gap=2500 / load, min_words=16, max_words=32),
         PhaseChanging(((duration * 3 // 10, idle), (duration, latency(40)))),

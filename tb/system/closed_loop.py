@@ -67,14 +67,22 @@ def parse_params(text: str) -> dict[str, float]:
     return params
 
 
+def rtl_vfmanager_params(window: int) -> dict[str, float]:
+    """The VF Manager's time constants at the RTL's scale: a run is some 30 windows, so the
+    cooldown is 6 windows (fastsim's 100 000 cycles are longer than a whole RTL run) and the
+    slow rate average weighs the newest window 0.25 (memory of ~4 windows; fastsim's 0.1
+    would take a third of the run to notice a phase change)."""
+    return {"cooldown": 6 * window, "slow_smoothing": 0.25}
+
+
 def make_rtl_policy(name: str, config: SystemConfig, window: int, params: dict):
-    """The policy of a run; the VF Manager's cooldown defaults to 6 windows (fastsim's 100 000
-    cycles are longer than a whole RTL run)."""
+    """The policy of a run, at the RTL's time scale (``rtl_vfmanager_params``); ``params``
+    override."""
     if name not in POLICY_NAMES:
         raise ValueError(f"unknown policy {name!r}: choose one of vfmanager, seed, static")
     name = POLICY_NAMES[name]
     if name == "vfmanager":
-        params = {"cooldown": 6 * window, **params}
+        params = {**rtl_vfmanager_params(window), **params}
         return name, make_policy(name, FastSimConfig.from_system(config).system_model(),
                                  **params)
     return name, make_policy(name, **params)

@@ -38,6 +38,8 @@ from model.workload import (
     write_trace,
 )
 
+from .closed_loop import rtl_vfmanager_params
+
 LATENCY_TOLERANCE = 0.25
 WINDOW_SLACK = 1
 
@@ -81,7 +83,8 @@ def run_fastsim(trace: Path, config: SystemConfig, window: int, policy: str = "v
     fast = fastsim_config(config, window)
     source = TraceWorkload(tuple(load_trace(trace, n_vfs=config.n_vfs,
                                             layout=config.layout).records), config.n_vfs)
-    params = {"cooldown": 6 * window, **(params or {})} if policy == "vfmanager" else {}
+    params = ({**rtl_vfmanager_params(window), **(params or {})} if policy == "vfmanager"
+              else {})
     model = FastSimConfig.from_system(config).system_model() if policy == "vfmanager" else None
     return run(fast, source, make_policy(policy, model, **params) if model
                else make_policy(policy, **params))

@@ -76,7 +76,7 @@ class Knobs:
     gap_cycles: int = 600        # traffic between two migrations
     policy: str = ""             # closed loop (tb/system/closed_loop.py): vfmanager|seed|static
     policy_params: str = ""      # NAME=VALUE,... for the policy
-    workload: str = "phase-mix"  # closed loop: phase-mix | showcase (model/workload.py)
+    workload: str = "showcase"   # closed loop: showcase | phase-mix (model/workload.py)
     trace: str = ""              # closed loop: a workload trace file (instead of `workload`)
     duration: int = 150_000      # closed loop: workload cycles
     window: int = 5_000          # closed loop: profiler window, cycles

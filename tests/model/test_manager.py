@@ -175,8 +175,11 @@ def test_no_free_offload_slot():
     decisions = mgr.decide(report(ws), view(ws, now=20_000))
     assert moves(decisions) == []
     reasons = [d.reason for d in decisions if d.vf in (0, 1, 2)]
-    assert reasons and all(r.startswith("no free offload slot: all 4 in use or reserved")
-                           for r in reasons)
+    swap = [r for r in reasons if r.startswith("no swap")]
+    assert swap == ["no swap, every offloaded VF moved within the cooldown; offload full, "
+                    "vf 2 waits with a gain of 1.316 latency-cyc/cyc"]
+    assert len(reasons) > 1 and all(r.startswith("no free offload slot: all 4 in use or "
+                                                 "reserved") for r in reasons if r not in swap)
 
 
 def test_swap_sends_an_idle_resident_back():
@@ -188,6 +191,18 @@ def test_swap_sends_an_idle_resident_back():
     swap = migrating[0]
     assert swap.vf in (3, 4, 5) and swap.target == H  # an idle one, not the busy VF 6
     assert swap.reason.startswith("swap: offload full; vf 2 (waiting)")
+
+
+def test_one_heavy_resident_does_not_block_the_swap_of_an_idle_one():
+    # Offload full: VF 3 idle, VFs 4-6 busy (VF 6 moving large transfers, worth a lot there).
+    # The idle one goes back for the waiting VF 0 however much VF 6 is worth (a swap margin
+    # against the residents' mean value let VF 6 block every exchange).
+    vfs = HEAVY + [(0.0001, 1.0, OFF), (0.01, 1.0, OFF), (0.01, 1.0, OFF), (0.01, 48.0, OFF)]
+    ws = workloads_of(vfs)
+    decisions = VFManager().decide(report(ws, host_busy=0.8), view(ws, now=500_000))
+    migrating = [d for d in decisions if d.migrate]
+    assert [(d.vf, d.target) for d in migrating] == [(3, H)], [d.reason for d in decisions]
+    assert migrating[0].reason.startswith("swap: offload full; vf 0 (waiting)")
 
 
 def test_reserved_slots_count_as_used():
