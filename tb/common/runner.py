@@ -153,12 +153,37 @@ def public_config(top: str, directory: Path) -> Path:
 def build_args(sim: str, top: str, directory: Path, waves: bool = False) -> list[str]:
     """The simulator's build arguments for ``top`` built in ``directory``."""
     args = list(BUILD_ARGS[sim])
-    if waves and sim == "icarus":
-        # cocotb's FST dump module is SystemVerilog (a string): no -g2005 then
-        args.remove("-g2005")
     if sim == "verilator":
         args.append(str(public_config(top, directory)))
     return args + (WAVE_BUILD_ARGS[sim] if waves else [])
+
+
+# WAVES=1 on Icarus: the FST dump module, Verilog-2005 (see make_runner); TOP is the top.
+ICARUS_DUMP_MODULE = """module cocotb_iverilog_dump();
+reg [8*4096-1:0] dumpfile_path;
+initial begin
+    if (!$value$plusargs("dumpfile_path=%s", dumpfile_path))
+        dumpfile_path = "TOP.fst";
+    $dumpfile(dumpfile_path);
+    $dumpvars(0, TOP);
+end
+endmodule
+"""
+
+
+def make_runner(sim: str):
+    """cocotb's runner for ``sim``; for Icarus one whose FST dump module (WAVES=1) is
+    Verilog-2005 like the design: cocotb's own is SystemVerilog, and ``-g2012`` changes the
+    design's meaning (a ``reg x = 0`` initialiser then wakes no ``always @*``, so the
+    combinational outputs stay X after reset)."""
+    from cocotb_tools.runner import Icarus, get_runner
+
+    class Icarus2005(Icarus):
+        def _create_iverilog_dump_file(self) -> None:
+            self.iverilog_dump_file.write_text(
+                ICARUS_DUMP_MODULE.replace("TOP", self.hdl_toplevel))
+
+    return Icarus2005() if sim == "icarus" else get_runner(sim)
 
 
 def default_simulator() -> str:
@@ -168,8 +193,6 @@ def default_simulator() -> str:
 def build(sim: str, name: str, component_factory: Callable[[], object],
           parameters: dict | None = None) -> tuple[Path, str]:
     """Generate Verilog for one configuration and build it once; returns (build dir, top)."""
-    from cocotb_tools.runner import get_runner
-
     from hdl.generate import write_verilog
 
     check_simulator(sim)
@@ -178,7 +201,10 @@ def build(sim: str, name: str, component_factory: Callable[[], object],
     staging = staging / hashlib.sha1(key_src.encode()).hexdigest()[:10]
     vpath = write_verilog(component_factory(), name, staging, parameters)
     waves = check_waves(sim)
-    key = repr((BUILD_ARGS[sim], PUBLIC_EXCEPTIONS)).encode()
+    # everything compiled besides the Verilog: the flags, the exceptions, the dump module
+    dump = ICARUS_DUMP_MODULE if waves and sim == "icarus" else ""
+    key = repr((BUILD_ARGS[sim], waves and WAVE_BUILD_ARGS[sim], PUBLIC_EXCEPTIONS,
+                dump)).encode()
     digest = hashlib.sha1(vpath.read_bytes() + key).hexdigest()[:12]
     build_dir = BUILD / "sim_build" / f"{name}-{sim}-{digest}{'-waves' if waves else ''}"
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -189,7 +215,7 @@ def build(sim: str, name: str, component_factory: Callable[[], object],
             source = build_dir / f"{name}.v"
             shutil.copy(vpath, source)
             args = build_args(sim, name, build_dir, waves)
-            get_runner(sim).build(
+            make_runner(sim).build(
                 sources=[source], hdl_toplevel=name, build_dir=build_dir, build_args=args,
                 timescale=("1ns", "1ps"), log_file=build_dir / "build.log", waves=waves)
             stamp.write_text(digest + "\n")
@@ -203,10 +229,8 @@ def run_tests(sim: str, name: str, component_factory: Callable[[], object], test
     """Build (once) and run the cocotb tests of ``test_module``; returns the results XML.
 
     Inside pytest a failing cocotb test raises; scripts should read the XML."""
-    from cocotb_tools.runner import get_runner
-
     build_dir, top = build(sim, name, component_factory, parameters)
-    runner = get_runner(sim)
+    runner = make_runner(sim)
     env = {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     env.update(extra_env or {})
     print(f"cocotb {test_module} ({name}) on {sim}, COCOTB_RANDOM_SEED={seed}", flush=True)
