@@ -98,6 +98,9 @@ class VFUnit(wiring.Component):
         Stop accepting requests for the slot.
     idle : Out(n_slots)
         The slot has no request in service and no interrupt replay pending or running.
+    resuming : Out(n_slots)
+        The slot still owes its release replay (pending or running) or the reset sweep
+        runs: it cannot serve a request yet (the end of a migration's downtime).
     irq_hold : In(n_slots)
         While high, NOTIFY sets the vector's PBA bit instead of sending. When it falls, every
         pending unmasked vector of the slot is sent once and its PBA bit cleared (the replay
@@ -155,7 +158,7 @@ class VFUnit(wiring.Component):
             "digest": Out(data.ArrayLayout(32, n_slots),
                           init=[zero_image_digest(layout)] * n_slots),
             "quiesce": In(n_slots),
-            "idle": Out(n_slots),
+            "idle": Out(n_slots), "resuming": Out(n_slots),
             "irq_hold": In(n_slots),
         })
 
@@ -183,6 +186,14 @@ class VFUnit(wiring.Component):
         with m.Elif(~fsm.ongoing("IDLE")):
             m.d.comb += serving.eq(1 << n.r_slot)
         m.d.comb += self.idle.eq(~serving & ~n.replay_pending & ~n.released)
+        # Resuming: a slot the FSM owes (or is running) its release replay, or the reset
+        # sweep; a slot serving requests again after the replay is not resuming.
+        replaying = Signal(n_slots)
+        with m.If(fsm.ongoing("CLEAR")):
+            m.d.comb += replaying.eq((1 << n_slots) - 1)
+        with m.Elif(~fsm.ongoing("IDLE") & n.replay_all):
+            m.d.comb += replaying.eq(1 << n.r_slot)
+        m.d.comb += self.resuming.eq(replaying | n.replay_pending | n.released)
         return m
 
     def _state_port(self, m, sa_wr, mem):

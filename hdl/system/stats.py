@@ -30,8 +30,8 @@ class VfStats(wiring.Component):
     host_done, offload_done : In(stream of done_layout)    each engine's ``done``
     clear : In(1); clear_vf : In(vf_bits)      CLEAR_ERROR for that VF
     want_held, router_held, at_offload : In(n_vfs)   placement and the router's holds
-    host_slot, offload_slot : In(ArrayLayout); host_idle, offload_idle : In(n_slots)
-        the VF's slot on each device, and the units' idle slots
+    host_slot, offload_slot : In(ArrayLayout); host_resuming, offload_resuming : In(n_slots)
+        the VF's slot on each device, and the units' slots still resuming (VFUnit)
     error, reason : Out(ArrayLayout(4, n_vfs))
     host_phase, host_phase_vf, offload_phase, offload_phase_vf : In   each engine's
         downtime phase and the VF it names
@@ -55,7 +55,7 @@ class VfStats(wiring.Component):
             ports |= {f"{dev.label}_status": In(status).array(2),
                       f"{dev.label}_done": In(stream.Signature(done_layout(n))),
                       f"{dev.label}_slot": In(data.ArrayLayout(bits_for(slots), n)),
-                      f"{dev.label}_idle": In(slots),
+                      f"{dev.label}_resuming": In(slots),
                       f"{dev.label}_phase": In(3), f"{dev.label}_phase_vf": In(bits_for(n))}
         super().__init__(ports | {
             "clear": In(1), "clear_vf": In(bits_for(n)),
@@ -84,18 +84,19 @@ class VfStats(wiring.Component):
 
     def _downtime(self, m, v):
         """DOWNTIME and its phases for VF ``v``: from the first held cycle until its unit can
-        serve it again (restarted by the next hold)."""
+        serve it again — unheld, its release replay done (restarted by the next hold)."""
         down = Signal(name=f"down_{v}")
         now_held = self.want_held[v] | self.router_held[v]
-        unit_idle = Mux(self.at_offload[v],
-                        self.offload_idle.bit_select(self.offload_slot[v], 1),
-                        self.host_idle.bit_select(self.host_slot[v], 1))
+        # not "the unit is idle": a VF serving requests again at once is no longer down
+        resuming = Mux(self.at_offload[v],
+                       self.offload_resuming.bit_select(self.offload_slot[v], 1),
+                       self.host_resuming.bit_select(self.host_slot[v], 1))
         phase, phases = self._phase_of(m, v), self.phases[v]
         with m.If(now_held & ~down):
             m.d.sync += [down.eq(1), self.downtime[v].eq(1)]
             m.d.sync += [phases[p].eq(phase == p) for p in DowntimePhase]
         with m.Elif(down):
-            with m.If(now_held | ~unit_idle):
+            with m.If(now_held | resuming):
                 m.d.sync += [self.downtime[v].eq(self.downtime[v] + 1),
                              phases[phase].eq(phases[phase] + 1)]
             with m.Else():

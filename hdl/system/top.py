@@ -146,7 +146,7 @@ class System(wiring.Component):
                 wiring.connect(m, status, port)
             wiring.connect(m, engine.done, getattr(stats, f"{dev.label}_done"))
             m.d.comb += [getattr(stats, f"{dev.label}_slot").eq(engine.slot_of),
-                         getattr(stats, f"{dev.label}_idle").eq(units[dev].idle),
+                         getattr(stats, f"{dev.label}_resuming").eq(units[dev].resuming),
                          getattr(stats, f"{dev.label}_phase").eq(engine.phase),
                          getattr(stats, f"{dev.label}_phase_vf").eq(engine.phase_vf)]
         m.d.comb += [stats.want_held.eq(place.want_held), stats.router_held.eq(router.held),

@@ -147,6 +147,7 @@ class WireLane:
 
     def __init__(self, source: WireHandles, sink: WireHandles, channel: FaultyChannel):
         self.source, self.sink, self.channel = source, sink, channel
+        self.tap = None       # callable(flit) -> flit: sees (and may edit) what is sent
         self._driving = False
 
     def sample(self) -> Flit | None:
@@ -155,6 +156,8 @@ class WireLane:
 
     def drive(self, flit: Flit | None) -> Flit | None:
         """Step the channel one cycle with what the source drove; drive what comes out."""
+        if self.tap is not None:
+            flit = self.tap(flit)
         out, dst = self.channel.step(flit), self.sink
         if out is not None:
             dst.valid.value = 1

@@ -65,12 +65,15 @@ def derive_seed(master: int, test: str, index: int) -> int:
 
 def make_jobs(tests: Iterable[Test], sims: Iterable[str], seeds: int, master: int | None,
               plant: str = "") -> list[Job]:
-    """Per simulator: ``master`` None: each test once with its fixed seed; else ``seeds``
+    """Per simulator: ``master`` None (smoke): each test not ``nightly_only`` once with its
+    fixed seed; else ``seeds``
     derived seeds per randomised test (others once with their fixed seed). A seed is the
     same on every simulator."""
     jobs = []
     for sim in sims:
         for t in tests:
+            if master is None and t.nightly_only:
+                continue
             if master is None or not t.randomised:
                 jobs.append(Job(t.name, t.node, None, 0, sim, t.timeout, plant))
             else:

@@ -1,8 +1,9 @@
 """The testplans: one hjson file per block and one for the system under ``testplans/``.
 
-Each file has ``name``, ``tests`` ({test name: {node, randomised, timeout}}: the pytest
-entry a regression runs), ``testpoints`` (name, goal, stimulus, checks, tests) and
-``covergroups`` (name, bins, optional ``unreachable``: {bin: reason}).
+Each file has ``name``, ``tests`` ({test name: {node, randomised, timeout, nightly_only}}:
+the pytest entry a regression runs; ``nightly_only`` leaves it out of the smoke suite),
+``testpoints`` (name, goal, stimulus, checks, tests) and ``covergroups`` (name, bins,
+optional ``unreachable``: {bin: reason}).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Test:
     randomised: bool
     timeout: float     # seconds before the run is killed and recorded as an error
     plan: str
+    nightly_only: bool = False   # too long for smoke's bound (smoke runs a sample of it)
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,8 @@ def load(path: Path) -> Testplan:
         if key not in raw:
             raise PlanError(f"{path}: no '{key}'")
     tests = {name: Test(name, t["node"], bool(t.get("randomised", False)),
-                        float(t.get("timeout", 3600)), raw["name"])
+                        float(t.get("timeout", 3600)), raw["name"],
+                        bool(t.get("nightly_only", False)))
              for name, t in raw["tests"].items()}
     groups = [Covergroup(g["name"], tuple(g["bins"]), dict(g.get("unreachable", {})))
               for g in raw["covergroups"]]

@@ -30,6 +30,12 @@ _ARCS_OF = {
     ("pre", "aborted"): (ARCS[0], ARCS[1], ARCS[7]),
     ("stop", "aborted"): (ARCS[2], ARCS[7]),
 }
+# A directed fault of tb/system/phase_fault.py: its kind's and its phase's bin here.
+_PHASE_FAULT_KIND = {"burst": "bit_error", "drop": "drop", "duplicate": "duplicate",
+                     "delay": "delay", "down_short": "link_down", "down_long": "link_down"}
+_PHASE_FAULT_PHASE = {"BEGIN": "MIG_BEGIN", "PRECOPY": "PRE_COPY_ROUND",
+                      "RESIDUAL": "STOP_COPY_RESIDUAL", "SWITCHOVER": "SWITCHOVER",
+                      "COMMIT": "COMMIT", "COMMIT_ACK": "COMMIT"}
 # Which fault-injection counter proves a fault kind was active.
 _INJECTED = {"bit_error": ("flipped_flits",), "drop": ("dropped",),
              "duplicate": ("duplicated",), "delay": ("delays",), "link_down": ("down_lost",)}
@@ -73,6 +79,11 @@ def _sample_faults(g, report: dict, knobs) -> None:
                         ("COMMIT", knobs.link_down_commit)):
         if spec and injected.get("down_lost", 0):
             g.sample(f"link_down x {phase}")
+    # directed faults, each placed in its phase (the bin counts only one that fired)
+    for entry in (report.get("link_faults") or {}).get("phase_faults") or []:
+        _, phase, kind = entry["fault"].split(":")
+        if entry["fired"] and kind in _PHASE_FAULT_KIND:
+            g.sample(f"{_PHASE_FAULT_KIND[kind]} x {_PHASE_FAULT_PHASE[phase]}")
 
 
 def sample_report(report: dict, knobs) -> None:

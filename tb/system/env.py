@@ -91,6 +91,8 @@ class Knobs:
     link_down: str = ""          # "START:CYCLES,...": both wires down (cycles from the start)
     link_down_step: str = ""     # "STEP:CYCLES,...": both wires down as plan step STEP starts
     link_down_commit: str = ""   # "STEP:CYCLES,...": both wires down as step STEP commits
+    phase_faults: str = ""       # "STEP:PHASE:KIND,...": a fault as step STEP's migration
+                                 # enters PHASE (tb/system/phase_fault.py)
     allow_rollback: int = 0      # 1: a move may end rolled back (heavy faults: timeouts)
     report: str = ""             # where to write the JSON report
     progress: str = ""           # file to append progress lines to (the CLI tails it)

@@ -43,6 +43,7 @@ from tb.common.runner import (
 
 from .closed_loop import make_rtl_policy, make_source, parse_params
 from .env import Knobs, config_to_json
+from .phase_fault import parse_faults
 from .vmm import check_plan, default_plan, format_plan, parse_plan
 
 TEST_MODULE = "tb.system.test_system"
@@ -206,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="link flits hit by an 8-bit error burst")
     parser.add_argument("--link-down", default="", help="link-down windows START:CYCLES,... "
                         "(cycles from the start of the run, both wires)")
+    parser.add_argument("--phase-fault", default="", help="plan: STEP:PHASE:KIND,... a fault "
+                        "as step STEP's migration enters PHASE (BEGIN, PRECOPY, RESIDUAL, "
+                        "SWITCHOVER, COMMIT, COMMIT_ACK); KIND burst, drop, duplicate, "
+                        "down_short, down_long, corrupt (docs/fault_matrix.md)")
     parser.add_argument("--report", default=str(BUILD / "sim" / "report.json"))
     args = parser.parse_args(argv)
 
@@ -219,7 +224,13 @@ def main(argv: list[str] | None = None) -> int:
             steps = (parse_plan(args.plan) if args.plan
                      else default_plan(config, args.migrations, random.Random(args.seed)))
             check_plan(steps, config)
+            for fault in parse_faults(args.phase_fault):
+                if fault.step >= len(steps):
+                    raise ValueError(f"--phase-fault {fault}: the plan has no step "
+                                     f"{fault.step} ({len(steps)} steps)")
         else:
+            if args.phase_fault:
+                raise ValueError("--phase-fault needs a plan (--plan or --policy plan)")
             steps = []
             for name, value in (("duration", args.duration), ("window", args.window)):
                 if value < 1:
@@ -243,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
                   migrations=-1 if args.migrations is None else args.migrations,
                   idle_prob=args.idle, report=str(report_path), ber=args.ber,
                   drop_rate=args.drop_rate, dup_rate=args.dup_rate, burst_rate=args.burst_rate,
-                  link_down=args.link_down,
+                  link_down=args.link_down, phase_faults=args.phase_fault,
+                  allow_rollback=int(bool(args.phase_fault)),
                   progress=str(report_path.parent / "progress.log"),
                   policy="" if policy == "plan" else policy, policy_params=args.policy_params,
                   trace=str(Path(args.trace).resolve()) if args.trace else "",

@@ -303,6 +303,7 @@ class Vmm:
     records: list[MigrationRecord] = field(default_factory=list)
     irq_check: object = None         # tb.system.irq_check.SystemIrqCheck, when present
     before_commit: object = None     # callable(step), just before CONTROL.COMMIT is written
+    before_stop_copy: object = None  # callable(step), just before STOP_COPY is requested
     allow_rollback: bool = False     # link faults: a move may end rolled back (not a problem)
 
     def __post_init__(self):
@@ -501,6 +502,8 @@ class Vmm:
                                      "pre-copy to converge", Status.from_word)
             if status.error:
                 return await self._refused(rec, status, loc, start, "PRE_COPY rounds")
+        if self.before_stop_copy:
+            self.before_stop_copy(step)
         status = await self.request(vf, DeviceState.STOP_COPY)
         if status.error:
             return await self._refused(rec, status, loc, start, "STOP_COPY")
@@ -611,11 +614,13 @@ class Vmm:
         rec.words_sent = await self.read(rec.vf, "WORDS_SENT")
         rec.downtime_cycles, rec.downtime_phases = await self.downtime(rec.vf)
 
-    async def downtime(self, vf: int, tries: int = 4) -> tuple[int, dict[str, int]]:
-        """DOWNTIME and its phases, read between two equal DOWNTIME reads (a hold may still
-        be counting just after a commit); the phases must sum to it."""
+    async def downtime(self, vf: int, timeout: int = 20_000) -> tuple[int, dict[str, int]]:
+        """DOWNTIME and its phases, read between two equal DOWNTIME reads; the phases must
+        sum to it.  After a commit the hold may still be counting for a while: the target
+        replays the VF's pending interrupts first, as fast as the VMs take them."""
+        start = await self.cycle()
         total = await self.read(vf, "DOWNTIME")
-        for _ in range(tries):
+        while True:
             phases = {p.name.lower(): await self.read(vf, f"DOWNTIME_{p.name}")
                       for p in DowntimePhase}
             again = await self.read(vf, "DOWNTIME")
@@ -624,9 +629,12 @@ class Vmm:
                             f"VF {vf}: DOWNTIME phases {phases} sum to "
                             f"{sum(phases.values())}, not DOWNTIME {total}")
                 return total, phases
+            if await self.cycle() - start > timeout:
+                self.problem(f"VF {vf}: DOWNTIME still counting {timeout} cycles after the "
+                             f"migration ended ({again})")
+                return again, phases
             total = again
-        self.problem(f"VF {vf}: DOWNTIME still counting after {tries} reads ({total})")
-        return total, phases
+            await self.wait_cycles(32)
 
     def _done(self, rec: MigrationRecord) -> None:
         tail = f" [{rec.error}]" if rec.error else ""

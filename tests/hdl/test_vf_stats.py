@@ -35,17 +35,15 @@ def test_each_held_cycle_counts_in_the_phase_its_engine_names():
     dut = _stats()
 
     async def bench(ctx):
-        ctx.set(dut.host_idle, 0b11)
-        ctx.set(dut.offload_idle, 0b11)
         await _held(ctx, dut, [("host", P.DRAIN, 3), ("host", P.COPY, 4), (None, P.RELEASE, 1),
                                ("host", P.SWITCHOVER, 2), ("offload", P.COMMIT, 5)])
-        # unheld, but the unit at the VF's place still busy: the rest is RELEASE
+        # unheld, but the unit at the VF's place still replays: the rest is RELEASE
         ctx.set(dut.want_held, 0)
         ctx.set(dut.host_phase, P.RELEASE)
         ctx.set(dut.offload_phase, P.RELEASE)
-        ctx.set(dut.host_idle, 0b10)
+        ctx.set(dut.host_resuming, 0b01)      # the VF's slot (0)
         await ctx.tick().repeat(2)
-        ctx.set(dut.host_idle, 0b11)
+        ctx.set(dut.host_resuming, 0b00)
         await ctx.tick().repeat(3)
         assert _phases(ctx, dut) == {"DRAIN": 3, "COPY": 4, "SWITCHOVER": 2, "COMMIT": 5,
                                      "RELEASE": 1 + 2}
@@ -59,8 +57,6 @@ def test_a_phase_named_for_another_vf_does_not_count_and_a_new_hold_restarts():
     dut = _stats()
 
     async def bench(ctx):
-        ctx.set(dut.host_idle, 0b11)
-        ctx.set(dut.offload_idle, 0b11)
         await _held(ctx, dut, [("host", P.COPY, 6)])
         ctx.set(dut.want_held, 0)
         await ctx.tick().repeat(2)

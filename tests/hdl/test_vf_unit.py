@@ -266,6 +266,45 @@ def test_msix_mask_pba_hold_and_replay():
     simulate(dut, bench, background=[h.irq_collector])
 
 
+def test_resuming_lasts_the_release_replay_and_not_the_requests_after_it():
+    """``resuming`` (the end of a migration's downtime): from the irq_hold release until the
+    slot's pending vectors were sent; a request served after that is not resuming, though
+    the slot is not idle (the downtime bug: it counted every busy cycle after the move)."""
+    dut = VFUnit(LAYOUT, 2, service_latency=2)
+    h = Harness(dut, random.Random(4))
+    lay, trace = LAYOUT, []
+
+    async def sampler(ctx):
+        async for _, _, resuming, idle, valid, ready in ctx.tick().sample(
+                dut.resuming, dut.idle, dut.irq.valid, dut.irq.ready):
+            trace.append((resuming & 1, idle & 1, valid and ready))
+
+    async def bench(ctx):
+        for v in range(lay.msix_vectors):
+            await h.request(ctx, 0, Op.WRITE, lay.msix_word(v, MSIX_ADDR_LO), 0xFEE0_0000 + v)
+        await h.set_hold(ctx, 0b01)
+        for v in (0, 2):
+            await h.request(ctx, 0, Op.NOTIFY, 0, v)                  # pending while held
+        assert not any(r for r, _, _ in trace[-4:])                   # held is not resuming
+        start = len(trace)
+        ctx.set(dut.irq_hold, 0)
+        h.golden[0].set_irq_hold(False)
+        h._take_golden_irqs(0)
+        await ctx.tick()                                              # the release is seen
+        await h.request(ctx, 0, Op.READ, 0)                           # right after the replay
+        await h.request(ctx, 0, Op.READ, 1)
+        after = trace[start:]
+        sent = [i for i, (_, _, irq) in enumerate(after) if irq]
+        resuming = [i for i, (r, _, _) in enumerate(after) if r]
+        # one stretch, from the release, over both replays and the scan of the vectors left
+        assert len(sent) == 2 and resuming == list(range(resuming[0], resuming[-1] + 1))
+        assert resuming[0] <= 1 and sent[-1] <= resuming[-1] <= sent[-1] + 2 * lay.msix_vectors
+        busy_after = [i for i, (r, idle, _) in enumerate(after) if i > resuming[-1] and not idle]
+        assert busy_after and not any(after[i][0] for i in busy_after)
+
+    simulate(dut, bench, background=[h.irq_collector, sampler])
+
+
 def test_invalid_slot_is_an_error():
     dut = VFUnit(LAYOUT, 3, service_latency=2)
     h = Harness(dut, random.Random(0))

@@ -67,6 +67,16 @@ def test_seeds_derive_from_the_master_seed_only():
     assert run.derive_seed(5, "link", 0) != run.derive_seed(6, "link", 0)
 
 
+def test_a_nightly_only_test_stays_out_of_smoke_and_runs_nightly():
+    from tb.regress.testplan import Test
+    quick = Test("quick", "a.py::t", randomised=True, timeout=60, plan="p")
+    long = Test("long", "a.py::u", randomised=False, timeout=60, plan="p", nightly_only=True)
+    smoke = run.make_jobs([quick, long], ["verilator"], seeds=3, master=None)
+    nightly = run.make_jobs([quick, long], ["verilator"], seeds=3, master=7)
+    assert [j.test for j in smoke] == ["quick"]
+    assert [j.test for j in nightly] == ["quick"] * 3 + ["long"]
+
+
 @pytest.mark.parametrize("argv, line", [
     (["--suite", "weekly"], "error: unknown SUITE='weekly': suites are smoke, nightly"),
     (["--tests", "nothing*"], "error: TESTS='nothing*' matches no test; tests: csr,"),
