@@ -609,17 +609,22 @@ class Vmm:
                                        f"{rec.result}")
 
     async def _stats(self, rec: MigrationRecord, start: int, end: int) -> None:
-        rec.total_cycles = end - start
         rec.precopy_rounds = await self.read(rec.vf, "ROUNDS")
         rec.words_sent = await self.read(rec.vf, "WORDS_SENT")
-        rec.downtime_cycles, rec.downtime_phases = await self.downtime(rec.vf)
+        rec.downtime_cycles, rec.downtime_phases, settled = await self.downtime(rec.vf)
+        # the move ends when the VF can be served again: after its release replay, when
+        # that was still running as the VF showed RUNNING at its new place
+        rec.total_cycles = (settled if settled is not None else end) - start
 
-    async def downtime(self, vf: int, timeout: int = 20_000) -> tuple[int, dict[str, int]]:
-        """DOWNTIME and its phases, read between two equal DOWNTIME reads; the phases must
-        sum to it.  After a commit the hold may still be counting for a while: the target
+    async def downtime(self, vf: int, timeout: int = 20_000
+                       ) -> tuple[int, dict[str, int], int | None]:
+        """DOWNTIME and its phases, read between two equal DOWNTIME reads (the phases must
+        sum to it), and the cycle it was seen stopped if it was still counting at the first
+        read (else None).  After a commit the hold may still count for a while: the target
         replays the VF's pending interrupts first, as fast as the VMs take them."""
         start = await self.cycle()
         total = await self.read(vf, "DOWNTIME")
+        settled = None
         while True:
             phases = {p.name.lower(): await self.read(vf, f"DOWNTIME_{p.name}")
                       for p in DowntimePhase}
@@ -628,11 +633,12 @@ class Vmm:
                 self.expect(sum(phases.values()) == total,
                             f"VF {vf}: DOWNTIME phases {phases} sum to "
                             f"{sum(phases.values())}, not DOWNTIME {total}")
-                return total, phases
-            if await self.cycle() - start > timeout:
+                return total, phases, (await self.cycle() if settled is not None else None)
+            settled = await self.cycle()
+            if settled - start > timeout:
                 self.problem(f"VF {vf}: DOWNTIME still counting {timeout} cycles after the "
                              f"migration ended ({again})")
-                return again, phases
+                return again, phases, settled
             total = again
             await self.wait_cycles(32)
 
