@@ -142,6 +142,7 @@ bench: $(STAMP)
 	$(PY) -m tb.bench.link --sim $(SIM)
 	$(PY) -m tb.bench.policy_rtl --sim $(SIM)
 	$(PY) -m tb.bench.policy
+	$(if $(filter verilator,$(SIM)),$(PY) -m tb.bench.simspeed,@echo "simspeed: Verilator only (SIM=$(SIM))")
 
 # The yowasp tools compile their WebAssembly on first use into YOWASP_CACHE_DIR
 # (default ~/.cache/YoWASP): minutes once, then cached.

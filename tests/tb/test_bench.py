@@ -256,3 +256,14 @@ def test_main_exits_0_when_every_target_is_met(tmp_path, monkeypatch, capsys, no
     assert code == 0 and "PASSED" in out
     assert json.loads((tmp_path / "dma.json").read_text()) == {"words_per_cycle": 0.99,
                                                                "sim": "verilator"}
+
+
+# ---------------------------------------------------------------- simspeed
+def test_simspeed_targets_and_bad_arguments(capsys):
+    from tb.bench.simspeed import TARGET_RAW, main, target_failures
+    good = {"ratio": 0.6, "raw_cycles_per_s": TARGET_RAW + 1}
+    assert target_failures(good) == []
+    assert target_failures({"ratio": 0.19, "raw_cycles_per_s": 50_000}) == [
+        "ratio 0.19 below 0.5", f"raw 50000 cycles/s below {TARGET_RAW}"]
+    assert main(["--cycles", "10"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --cycles must be at least 1000, not 10"
