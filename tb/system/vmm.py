@@ -426,15 +426,26 @@ class Vmm:
             for vector in range(self.config.layout.msix_vectors):
                 await self.write_irte(vf, vector, irte_entry(vf, vector, loc.device, loc.slot))
 
-    async def check_irtes(self, vf: int) -> None:
+    async def check_irtes(self, vf: int, timeout: int = 20_000) -> None:
         """Read back the VF's entries: each must follow the VF to where it runs now (and the
-        remapper check compares entry and pending bit with the golden model)."""
+        remapper check compares entry and pending bit with the golden model).  The remapper
+        retargets an entry only once no interrupt from the old place waits at its input,
+        and replays a pending one as the VMs take interrupts: with VMs slow to take them,
+        that comes a while after the commit, so an entry is read until it has moved (and
+        its pending bit cleared) or ``timeout`` cycles passed."""
         loc = await self.location(vf)
+        start = await self.cycle()
         for vector in range(self.config.layout.msix_vectors):
-            word = await self.read_irte(vf, vector)
-            entry = (self.irq_check.read_result(0, word) if self.irq_check
-                     else RemapEntry.unpack(self.config.irq_remap,
-                                            word & ((1 << IRTE_DATA_PENDING) - 1)))
+            while True:
+                word = await self.read_irte(vf, vector)
+                entry = (self.irq_check.read_result(0, word) if self.irq_check
+                         else RemapEntry.unpack(self.config.irq_remap,
+                                                word & ((1 << IRTE_DATA_PENDING) - 1)))
+                settled = (entry.source == (int(loc.device), loc.slot)
+                           and (entry.mask or not word >> IRTE_DATA_PENDING & 1))
+                if settled or await self.cycle() - start > timeout:
+                    break
+                await self.wait_cycles(32)
             self.expect(entry.source == (int(loc.device), loc.slot),
                         f"VF {vf} vector {vector}: IRTE expects source {entry.source}, the VF "
                         f"runs at {(int(loc.device), loc.slot)}")
