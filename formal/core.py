@@ -50,6 +50,8 @@ class FormalBlock:
     #: yosys commands run after ``prep`` (``memory_map``: memories as flip-flops, which
     #: the solver handles far faster than SMT arrays for small memories)
     script: tuple[str, ...] = field(default=())
+    #: the SymbiYosys engine line
+    engine: str = "smtbmc yices"
 
 
 @dataclass
@@ -93,7 +95,7 @@ def _sby_text(block: FormalBlock, tasks: list[str], depth: int) -> str:
     lines = ["[tasks]", *tasks, "", "[options]"]
     for task in tasks:
         lines += [f"{task}: mode {task}", f"{task}: depth {depths[task]}"]
-    lines += ["multiclock off", "", "[engines]", "smtbmc yices", "", "[script]",
+    lines += ["multiclock off", "", "[engines]", block.engine, "", "[script]",
               "read_rtlil top.il", "prep -top top", *block.script, "", "[files]", "top.il", ""]
     return "\n".join(lines)
 

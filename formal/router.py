@@ -6,12 +6,15 @@ for VF v carries tag = the count of v's earlier requests, mod 8); each device is
 device with one request inside, its accept and answer times free. ``ctl`` is free (PLACE,
 UNPLACE, HOLD and RELEASE at any time). Asserted, per VF: every response carries the tag of
 the VF's oldest unanswered request (order kept, nothing dropped or duplicated, held or
-released), and a response comes only while the VF has one outstanding.
+released), and a response comes only while the VF has one outstanding. The request's
+``data`` is abstracted (0): the router only copies it, and the property is about tags.
+Covered: HOLD, then RELEASE at another device while a request is inside the old device and
+one or two wait in the queue, up to the last of them answered (steps 5 and 8).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Assert, Assume, Cover, Module, ResetSignal, Signal
+from amaranth.hdl import Assert, Assume, Cat, Cover, Module, ResetSignal, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
@@ -34,7 +37,7 @@ class RouterHarness(wiring.Component):
         super().__init__({
             "req_valid": In(1), "req": In(request_layout(d.vf_bits, 1, TAG_BITS)),
             "ctl_valid": In(1), "ctl": In(control_layout(d.vf_bits, 2, 1)),
-            "resp_ready": In(1), "dev_take": In(2), "dev_answer": In(2), "dev_data": In(32),
+            "resp_ready": In(1), "dev_take": In(2), "dev_answer": In(2),
         })
 
     def elaborate(self, platform):
@@ -42,12 +45,14 @@ class RouterHarness(wiring.Component):
         m.submodules.dut = dut = self.dut
         m.d.comb += [
             dut.req.valid.eq(self.req_valid), dut.req.payload.eq(self.req),
+            # The payload abstracted: the router copies op/addr/data without looking at
+            # them (no control decision reads them), and the property is about tags.
+            dut.req.payload.data.eq(0),
             dut.ctl.valid.eq(self.ctl_valid), dut.ctl.payload.eq(self.ctl),
             dut.resp.ready.eq(self.resp_ready), Assume(~ResetSignal()),
         ]
-        for d in range(2):
-            self._device(m, dut.dev_req[d], dut.dev_resp[d], self.dev_take[d],
-                         self.dev_answer[d])
+        devices = [self._device(m, dut.dev_req[d], dut.dev_resp[d], self.dev_take[d],
+                                self.dev_answer[d]) for d in range(2)]
         req_fire = dut.req.valid & dut.req.ready
         resp_fire = dut.resp.valid & dut.resp.ready
         for v in range(N_VFS):
@@ -71,14 +76,30 @@ class RouterHarness(wiring.Component):
                 Cover(mine_resp & (dut.resp.payload.error == 1)),
                 Cover(mine_req & dut.held[v]),
             ]
+            # A full move: HOLD, then RELEASE at another device while one of the VF's
+            # requests is inside the old device and others wait in its queue (one; the
+            # queue full), until the last of them is answered (the old device's first, then
+            # the queue drained at the new one).
+            old_busy = Signal(name=f"old_busy_{v}")   # v's request inside its device
+            m.d.comb += old_busy.eq(Cat(*(full & (tag[TAG_BITS:] == v)
+                                          & (dut.vf_device[v] == d)
+                                          for d, (full, tag) in enumerate(devices))).any())
+            move = (self.ctl_valid & (self.ctl.op == RouterOp.RELEASE) & (self.ctl.vf == v)
+                    & (self.ctl.slot == 0) & dut.held[v] & dut.placed[v]
+                    & (self.ctl.device != dut.vf_device[v]) & old_busy)
+            for n_queued in (1, 2):
+                moving = Signal(name=f"moving_{v}_{n_queued}")
+                with m.If(move & (dut.queued[v] == n_queued)):
+                    m.d.sync += moving.eq(1)
+                m.d.comb += Cover(moving & mine_resp & (outstanding[:TAG_BITS] == 1))
         m.d.comb += Cover(self.ctl_valid & (self.ctl.op == RouterOp.RELEASE)
                           & (dut.queued[0] == 2))
         return m
 
     @staticmethod
-    def _device(m: Module, req, resp, take, answer) -> None:
+    def _device(m: Module, req, resp, take, answer) -> tuple[Signal, Signal]:
         """An in-order device holding one request: takes it when ``take``, answers it
-        (echoing the tag) when ``answer``."""
+        (echoing the tag) when ``answer``. Returns (full, the tag it holds)."""
         full = Signal()
         tag = Signal(len(req.payload.tag))
         m.d.comb += [req.ready.eq(~full & take), resp.valid.eq(full & answer),
@@ -87,7 +108,14 @@ class RouterHarness(wiring.Component):
             m.d.sync += full.eq(0)
         with m.If(req.valid & req.ready):
             m.d.sync += [full.eq(1), tag.eq(req.payload.tag)]
+        return full, tag
 
 
-BLOCK = FormalBlock("router", RouterHarness, depth=12, prove_depth=None, cover_depth=12,
-                    faults=("drop_held",), test_depth=7)
+# BMC depth 9 (steps 0-8): the longest cover above, the move with the queue full, ends
+# in step 8, so the BMC window holds it whole (docs/formal.md). `--syn` (the model as gates
+# through abc) halves the solver time, memory_map turns the queue memory and the error
+# FIFO into flip-flops.
+BLOCK = FormalBlock("router", RouterHarness, depth=9, prove_depth=None, cover_depth=12,
+                    faults=("drop_held",), test_depth=7,
+                    script=("flatten", "memory_map", "opt -fast"),
+                    engine="smtbmc --syn yices")
