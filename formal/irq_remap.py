@@ -144,4 +144,5 @@ class _Table:
 
 BLOCK = FormalBlock("irq_remap", IrqRemapHarness, depth=16, prove_depth=None,
                     cover_depth=12, faults=("double_replay", "forget_pba"),
-                    test_depth=9, script=("memory_map", "opt -fast"))
+                    test_depth=9, script=("flatten", "memory_map", "opt -fast"),
+                    engine="smtbmc --syn yices")
