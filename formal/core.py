@@ -50,7 +50,9 @@ class FormalBlock:
     #: yosys commands run after ``prep`` (``memory_map``: memories as flip-flops, which
     #: the solver handles far faster than SMT arrays for small memories)
     script: tuple[str, ...] = field(default=())
-    #: the SymbiYosys engine line
+    #: the SymbiYosys engine line (``smtbmc --syn yices``: the model as gates through abc,
+    #: much faster for the remapper and the router; with ``prove``, this smtbmc then failed
+    #: writing a failed induction's trace, IndexError, so the blocks that use it run BMC)
     engine: str = "smtbmc yices"
 
 
