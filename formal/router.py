@@ -79,7 +79,8 @@ class RouterHarness(wiring.Component):
                 # every outstanding request is queued or in flight, within the bounds
                 Assert((dut.in_flight[v] + dut.queued[v])[:TAG_BITS]
                        == outstanding[:TAG_BITS]),
-                Assert(dut.queued[v] <= QUEUE_DEPTH), Assert(dut.in_flight[v] <= MAX_IN_FLIGHT),
+                Assert(dut.queued[v] <= QUEUE_DEPTH),
+                Assert(dut.in_flight[v] <= MAX_IN_FLIGHT),
                 # a response only for a request in flight
                 Assert(~mine_resp | (dut.in_flight[v] != 0)),
                 # v's requests in flight are all at one target: never in both devices
@@ -146,6 +147,6 @@ class RouterHarness(wiring.Component):
 # memory_map turns the queue memory and the error FIFO into flip-flops, `--syn` (the model
 # as gates through abc) halves the solver time, the lemmas above cut it further.
 BLOCK = FormalBlock("router", RouterHarness, depth=10, prove_depth=None, cover_depth=12,
-                    faults=("drop_held",), test_depth=7,
+                    faults=("drop_held", "ignore_in_flight"), test_depth=7,
                     script=("flatten", "memory_map", "opt -fast"),
                     engine="smtbmc --syn yices")
