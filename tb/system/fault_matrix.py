@@ -113,6 +113,11 @@ def render(rows: dict[str, dict[str, dict]]) -> str:
              "the source may not roll back on silence (the target may already serve the",
              "VF), so it waits, the VF held, until the link returns; those cells assert",
              "that the move commits, later than the handshake timeout.", "",
+             "Columns: the message the fault fired on; the faulted move's outcome and",
+             "STATUS error (`TIMEOUT`, or `ABORTED` with reason 7 chunk CRC / 6 digest);",
+             "its cycles from the VMM's first request to the VF serving again; DOWNTIME",
+             "(the VF's last hold: a move rolled back before any hold shows the one",
+             "before it); link replays over the whole run; the seed.", "",
              "| cell | fired on | Verilator outcome | error | move cycles | downtime | "
              "replays | seed | Icarus |",
              "|---|---|---|---|---|---|---|---|---|"]
