@@ -12,6 +12,7 @@ figure from a cocotb test calls ``run_figure``.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import hashlib
@@ -240,11 +241,29 @@ def run_tests(sim: str, name: str, component_factory: Callable[[], object], test
     waves.unlink(missing_ok=True)
     trace = {"verilator": {"test_args": ["--trace-file", str(waves)]},
              "icarus": {"plusargs": [f"+dumpfile_path={waves}"]}}[sim] if waves_wanted() else {}
-    return runner.test(
-        test_module=test_module, hdl_toplevel=top, hdl_toplevel_lang="verilog",
-        build_dir=build_dir, test_dir=test_dir, testcase=testcase, extra_env=env,
-        seed=seed, results_xml=str(test_dir / results_name), timescale=("1ns", "1ps"),
-        log_file=test_dir / "sim.log", waves=waves_wanted(), **trace)
+    with environ_set(env):
+        return runner.test(
+            test_module=test_module, hdl_toplevel=top, hdl_toplevel_lang="verilog",
+            build_dir=build_dir, test_dir=test_dir, testcase=testcase, extra_env=env,
+            seed=seed, results_xml=str(test_dir / results_name), timescale=("1ns", "1ps"),
+            log_file=test_dir / "sim.log", waves=waves_wanted(), **trace)
+
+
+@contextlib.contextmanager
+def environ_set(values: dict[str, str]):
+    """``os.environ`` with ``values`` set, restored afterwards: cocotb's runner copies the
+    caller's environment over the ``extra_env`` it is given, so a variable both set (a
+    regression job's cleared ``VFMIG_SEED``, say) would otherwise beat the scenario's."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def failed_tests(results_xml: Path) -> list[str]:

@@ -105,7 +105,9 @@ class Knobs:
         knobs = cls()
         for f in fields(cls):
             raw = environ.get(cls.PREFIX + f.name.upper())
-            if raw is not None:
+            # empty is unset: the regression clears VFMIG_SEED that way, and cocotb's
+            # runner lets the caller's environment win over the knobs it was given
+            if raw:
                 setattr(knobs, f.name, type(getattr(knobs, f.name))(raw))
         return knobs
 

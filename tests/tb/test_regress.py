@@ -6,6 +6,7 @@ workers."""
 from __future__ import annotations
 
 import json
+import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -65,6 +66,22 @@ def test_seeds_derive_from_the_master_seed_only():
     assert run.derive_seed(5, "link", 0) == run.derive_seed(5, "link", 0)
     assert len({run.derive_seed(5, "link", i) for i in range(50)}) == 50
     assert run.derive_seed(5, "link", 0) != run.derive_seed(6, "link", 0)
+
+
+def test_a_smoke_job_clearing_the_seed_does_not_beat_the_scenario_knobs(monkeypatch):
+    """A smoke job clears VFMIG_SEED, and cocotb's runner copied the caller's environment
+    over the knobs it was given: every system scenario of the smoke suite once failed
+    reading VFMIG_SEED='' (int('')).  The runner now sets the knobs in the environment for
+    the run, and an empty knob reads as unset."""
+    from tb.common.runner import environ_set
+    from tb.system.env import Knobs
+    for key, value in run.Job("t", "n", None, 0, "verilator", 60).env().items():
+        monkeypatch.setenv(key, value)
+    with environ_set(Knobs(seed=9, plan="0:pre").to_env()):
+        knobs = Knobs.from_env()
+    assert (knobs.seed, knobs.plan) == (9, "0:pre")
+    assert os.environ["VFMIG_SEED"] == ""                  # restored afterwards
+    assert Knobs.from_env({"VFMIG_SEED": ""}).seed == Knobs().seed
 
 
 def test_a_nightly_only_test_stays_out_of_smoke_and_runs_nightly():
