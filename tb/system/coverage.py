@@ -93,10 +93,15 @@ def sample_report(report: dict, knobs) -> None:
         flags = "stop_copy_only" if record["mode"] == "stop" else "precopy"
         for arc in _ARCS_OF.get((record["mode"], record["result"]), ()):
             g["system.vfio_arcs"].sample(f"{flags} x {arc}")
-        if record["mode"] == "invalid":
-            g["system.vfio_arcs"].sample(f"{flags} x {ARCS[6]}")
         if record["result"] == "aborted":
             g["system.abort_from"].sample("PRE_COPY" if record["mode"] == "abort" else "COMMIT")
+    # a ":probe" step requests PRE_COPY in STOP_COPY mid-migration (the VMM checks it is
+    # refused); invalid requests are no migration records, so the plan says where they were
+    for step in (s for group in report["plan"].split(",") for s in group.split("+")):
+        parts = step.split(":")
+        if len(parts) == 3 and parts[2] == "probe":
+            flags = "stop_copy_only" if parts[1] == "stop" else "precopy"
+            g["system.vfio_arcs"].sample(f"{flags} x {ARCS[6]}")
     _sample_faults(g["system.fault_phase"], report, knobs)
     totals = report["totals"]
     if totals.get("remap_replays", 0) and knobs.irte_mask:

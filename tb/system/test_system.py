@@ -465,9 +465,9 @@ class ClosedLoopScenario(SystemScenario):
 # `python -m tb.system.sim` command-line checks that need no simulator.
 #
 # The cocotb scenario is short (4 VFs, 64-word memories): VF0 host -> offload with pre-copy,
-# VF1 aborted in PRE_COPY, an illegal request on a running VF, VF0 back with stop-copy only and
-# an illegal STOP_COPY -> PRE_COPY request in the middle.  The report it writes is checked here
-# against the plan, independently of the bench's own verdict.
+# VF1 aborted in PRE_COPY, an illegal request on a running VF, VF0 back with stop-copy only;
+# both of VF0's moves get an illegal STOP_COPY -> PRE_COPY request in the middle.  The report
+# it writes is checked here against the plan, independently of the bench's own verdict.
 
 SIMULATORS = ["verilator", "icarus"]
 # One Icarus run of the system top takes minutes here: `make test` runs the short scenario on
@@ -475,7 +475,7 @@ SIMULATORS = ["verilator", "icarus"]
 # nightly regression, `make regress SUITE=nightly`, runs every test on both).
 VERILATOR_FIRST = ["verilator", pytest.param("icarus", marks=pytest.mark.slow)]
 SEED = bench_seed(3)          # VFMIG_SEED overrides it (tb/common/seeds.py)
-PLAN = "0:pre,1:abort,3:invalid,0:stop:probe"
+PLAN = "0:pre:probe,1:abort,3:invalid,0:stop:probe"
 
 
 @pytest.mark.parametrize("sim", SIMULATORS)
