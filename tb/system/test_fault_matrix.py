@@ -97,3 +97,25 @@ def check_cell(sim: str, cell: Cell, tmp_path) -> None:
         assert hit["result"] == "committed" and hit["total_cycles"] > TIMEOUT_CYCLES, hit
     assert len(moves) == len(cell.plan().split(","))
     print(ROWS.write(sim, cell, SEED, report))
+
+
+@pytest.mark.parametrize("sim", ["verilator", pytest.param("icarus", marks=pytest.mark.slow)])
+def test_a_stop_copy_only_move_rolls_back_on_a_corrupted_digest(sim, tmp_path):
+    """The matrix moves pre-copy; a stop-copy-only move (VF 0 back from the offload device)
+    with its SWITCHOVER digest corrupted past the link CRC must roll back at the commit too,
+    the VF serving at its source, and its next move commit."""
+    if not simulator_available(sim):
+        pytest.skip(f"{sim} is not installed")
+    config = make_config(vfs=4, host_slots=4, offload_slots=1, mem_words=64)
+    report_path = tmp_path / "report.json"
+    run_system(sim, config, Knobs(seed=SEED, plan="0:pre,0:stop,0:stop",
+                                  phase_faults="1:SWITCHOVER:corrupt", storm_vfs="0,1",
+                                  irte_mask=1, warmup_cycles=300, gap_cycles=200,
+                                  allow_rollback=1, report=str(report_path)))
+    report = json.loads(report_path.read_text())
+    assert report["passed"], report["problems"]
+    moves = [(m["from"], m["to"], m["mode"], m["result"]) for m in report["migrations"]]
+    assert moves == [("host", "offload", "pre", "committed"),
+                     ("offload", "host", "stop", "aborted"),
+                     ("offload", "host", "stop", "committed")], moves
+    assert "reason 6" in report["migrations"][1]["error"]      # the digest
