@@ -43,7 +43,7 @@ from tb.common.runner import (
 
 from .closed_loop import make_rtl_policy, make_source, parse_params
 from .env import Knobs, config_to_json
-from .phase_fault import parse_faults
+from .phase_fault import KINDS, PHASES, parse_faults
 from .vmm import check_plan, default_plan, format_plan, parse_plan
 
 TEST_MODULE = "tb.system.test_system"
@@ -166,7 +166,7 @@ def report_failures(report: dict) -> list[str]:
     return bad
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tb.system.sim", description=__doc__.split(
         "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sim", default=default_simulator(), help="verilator (default) or "
@@ -208,39 +208,83 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--link-down", default="", help="link-down windows START:CYCLES,... "
                         "(cycles from the start of the run, both wires)")
     parser.add_argument("--phase-fault", default="", help="plan: STEP:PHASE:KIND,... a fault "
-                        "as step STEP's migration enters PHASE (BEGIN, PRECOPY, RESIDUAL, "
-                        "SWITCHOVER, COMMIT, COMMIT_ACK); KIND burst, drop, duplicate, "
-                        "down_short, down_long, corrupt (docs/fault_matrix.md)")
+                        f"as step STEP's migration enters PHASE ({', '.join(PHASES)}); KIND "
+                        f"{', '.join(KINDS)} (docs/fault_matrix.md)")
     parser.add_argument("--report", default=str(BUILD / "sim" / "report.json"))
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _plan_and_config(args, policy: str) -> tuple[SystemConfig, list]:
+    """The configuration and plan the arguments ask for, every knob checked
+    (ValueError, OSError: one line each)."""
+    config = make_config(args.vfs, args.host_slots, args.offload_slots, args.mem_words)
+    Knobs(ber=args.ber, drop_rate=args.drop_rate, dup_rate=args.dup_rate,
+          burst_rate=args.burst_rate, link_down=args.link_down).link_faults()  # checks
+    if policy == "plan":
+        steps = (parse_plan(args.plan) if args.plan
+                 else default_plan(config, args.migrations, random.Random(args.seed)))
+        check_plan(steps, config)
+        for fault in parse_faults(args.phase_fault):
+            if fault.step >= len(steps):
+                raise ValueError(f"--phase-fault {fault}: the plan has no step "
+                                 f"{fault.step} ({len(steps)} steps)")
+    else:
+        if args.phase_fault:
+            raise ValueError("--phase-fault needs a plan (--plan or --policy plan)")
+        steps = []
+        for name, value in (("duration", args.duration), ("window", args.window)):
+            if value < 1:
+                raise ValueError(f"--{name} must be a positive number of cycles, not {value}")
+        if args.window > args.duration:
+            raise ValueError(f"--window {args.window} is longer than --duration "
+                             f"{args.duration}")
+        make_rtl_policy(policy, config, args.window, parse_params(args.policy_params))
+        make_source(config, args.duration, args.seed, args.trace, load=args.load,
+                    workload=args.workload)
+    return config, steps
+
+
+def _outcome(results, report_path: Path, wall: float) -> tuple[list[str], Path | None]:
+    """Read the run's cocotb results and report (adding its wall time and, for a
+    closed loop, its timeline picture), print the report; returns (failures,
+    timeline)."""
+    failures, timeline = [], None
+    if results is not None:
+        from cocotb_tools.check_results import get_results
+        try:
+            tests, failed = get_results(Path(results))
+            if failed or not tests:
+                failures.append(f"{failed} of {tests} cocotb tests failed (log: "
+                                f"{Path(results).parent / 'sim.log'})")
+        except RuntimeError as exc:
+            failures.append(str(exc))
+    else:
+        failures.append("no cocotb results")
+    if not report_path.exists():
+        failures.append(f"no report at {report_path}")
+    else:
+        report = json.loads(report_path.read_text())
+        report["wall_seconds_total"] = round(wall, 1)
+        if "placements" in report:   # a closed-loop run: its picture
+            from .timeline import draw
+            timeline = draw(report, report_path.with_name("timeline.png"))
+            report["timeline"] = str(timeline)
+        report_path.write_text(json.dumps(report, indent=2) + "\n")
+        print()
+        print(format_report(report))
+        failures += report_failures(report)
+        for text in report.get("problems", [])[:10]:
+            print(f"  problem: {text}")
+    return failures, timeline
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
 
     policy = args.policy or ("plan" if args.plan or args.migrations is not None
                              else "vfmanager")
     try:
-        config = make_config(args.vfs, args.host_slots, args.offload_slots, args.mem_words)
-        Knobs(ber=args.ber, drop_rate=args.drop_rate, dup_rate=args.dup_rate,
-              burst_rate=args.burst_rate, link_down=args.link_down).link_faults()  # checks
-        if policy == "plan":
-            steps = (parse_plan(args.plan) if args.plan
-                     else default_plan(config, args.migrations, random.Random(args.seed)))
-            check_plan(steps, config)
-            for fault in parse_faults(args.phase_fault):
-                if fault.step >= len(steps):
-                    raise ValueError(f"--phase-fault {fault}: the plan has no step "
-                                     f"{fault.step} ({len(steps)} steps)")
-        else:
-            if args.phase_fault:
-                raise ValueError("--phase-fault needs a plan (--plan or --policy plan)")
-            steps = []
-            for name, value in (("duration", args.duration), ("window", args.window)):
-                if value < 1:
-                    raise ValueError(f"--{name} must be a positive number of cycles, not {value}")
-            if args.window > args.duration:
-                raise ValueError(f"--window {args.window} is longer than --duration "
-                                 f"{args.duration}")
-            make_rtl_policy(policy, config, args.window, parse_params(args.policy_params))
-            make_source(config, args.duration, args.seed, args.trace, load=args.load,
-                        workload=args.workload)
+        config, steps = _plan_and_config(args, policy)
         sim = check_simulator(args.sim)
         waves = check_waves(sim)
     except (SimulatorError, ValueError, OSError) as exc:
@@ -282,33 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     wall = time.monotonic() - start
 
-    failures, timeline = [], None
-    if results is not None:
-        from cocotb_tools.check_results import get_results
-        try:
-            tests, failed = get_results(Path(results))
-            if failed or not tests:
-                failures.append(f"{failed} of {tests} cocotb tests failed (log: "
-                                f"{Path(results).parent / 'sim.log'})")
-        except RuntimeError as exc:
-            failures.append(str(exc))
-    else:
-        failures.append("no cocotb results")
-    if not report_path.exists():
-        failures.append(f"no report at {report_path}")
-    else:
-        report = json.loads(report_path.read_text())
-        report["wall_seconds_total"] = round(wall, 1)
-        if "placements" in report:   # a closed-loop run: its picture
-            from .timeline import draw
-            timeline = draw(report, report_path.with_name("timeline.png"))
-            report["timeline"] = str(timeline)
-        report_path.write_text(json.dumps(report, indent=2) + "\n")
-        print()
-        print(format_report(report))
-        failures += report_failures(report)
-        for text in report.get("problems", [])[:10]:
-            print(f"  problem: {text}")
+    failures, timeline = _outcome(results, report_path, wall)
     print(f"wall time {wall:.0f} s (build + simulation); report: {report_path}")
     if timeline:
         print(f"timeline: {timeline}")
