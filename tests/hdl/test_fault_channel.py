@@ -1,4 +1,4 @@
-"""tb/common/fault_channel.py: the HDL fault channel against the Python fault model.
+"""tests for hdl/fault_channel.py: the HDL fault channel against the Python fault model.
 
 amaranth.sim runs the channel with random traffic; the same traffic goes through
 ``tb.common.link_fault.FaultyChannel`` (``model.link.FaultyWire``) at the same rates. The
@@ -14,8 +14,8 @@ import random
 
 import pytest
 
+from hdl.fault_channel import FaultChannel, channel_settings
 from model.link import FaultConfig, Flit
-from tb.common.fault_channel import FaultChannel, channel_settings
 from tb.common.link_fault import FaultyChannel
 from tests.hdl.simutil import run_sim
 

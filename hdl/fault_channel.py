@@ -1,7 +1,9 @@
-"""A testbench-side fault channel in HDL: one direction of a link wire with seeded faults.
+"""A fault channel in HDL: one direction of a link wire with seeded faults.
 
-It replaces the per-cycle Python wire driver (``tb.common.link_fault.FaultyChannel`` moved
-by a coroutine) with logic that runs inside the simulator: the testbench sets its fault
+Testbenches put it between the two link ports, and so does the board self-test
+(hdl/board/selftest.py), which turns its faults on in every other round. It replaces the
+per-cycle Python wire driver (``tb.common.link_fault.FaultyChannel`` moved by a coroutine)
+with logic that runs inside the simulator: the testbench sets its fault
 rates once (ports, so one build serves every fault configuration) and reads its counters.
 The faults are those of ``model.link.FaultyWire`` (``model.link.FaultConfig``): bit errors
 at a bit error rate over the flit and its sop bit, bursts of ``burst_bits`` flipped bits,

@@ -1,0 +1,1 @@
+"""``make fpga``: board builds of the self-testing system with amaranth-boards and YoWASP."""
