@@ -86,5 +86,6 @@ class ReportPrinter(wiring.Component):
             m.d.sync += index.eq(index + 1)
         with m.If(~printing & self.trigger):
             m.d.sync += [index.eq(0), passed.eq(self.passed)]
-            m.d.sync += [s.eq(getattr(self, name)) for s, name in zip(sampled, self.fields, strict=True)]
+            m.d.sync += [s.eq(getattr(self, name))
+                         for s, name in zip(sampled, self.fields, strict=True)]
         return m
