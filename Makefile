@@ -60,7 +60,7 @@ endif
 # After the venv exists: the runner's own check (finds a broken or foreign Verilator).
 CHECK_SIM = $(PY) -m tb.check_sim $(SIM)
 
-.PHONY: help venv sim test regress verilog lint bench docs formal clean distclean
+.PHONY: help venv sim test regress verilog lint bench docs formal fpga clean distclean
 
 help:
 	@echo "vfmig — make targets (SIM=$(SIM), SEED=$(SEED))"
@@ -78,9 +78,13 @@ help:
 	@echo "  make verilog    build/verilog/<block>.v + <block>.json for every block and the top"
 	@echo "  make lint       verilator --lint-only -Wall over the generated Verilog, then ruff"
 	@echo "  make bench      DMA, interrupt remapping, link goodput, downtime vs. image size (RTL) and"
-	@echo "                  placement policies (fastsim) -> build/bench/*.json"
+	@echo "                  placement policies (fastsim), simulation speed and every board's"
+	@echo "                  place and route (build/bench/fpga.json) -> build/bench/*.json"
 	@echo "  make formal     SymbiYosys per block (BMC, k-induction, cover) -> build/formal/summary.json"
 	@echo "                  (BLOCK=name checks one; docs/formal.md says what is proved)"
+	@echo "  make fpga       BOARD=<name>: bitstream of the self-testing system (Yosys, nextpnr, ecppack"
+	@echo "                  from PyPI) -> build/fpga/<board>/{top.bit,top.rpt,top.tim,report.json};"
+	@echo "                  no BOARD lists the boards; exit 1 when it does not fit or misses timing"
 	@echo "  make docs       regenerate docs/regmap.md, docs/protocol.md (from model/), docs/blocks.md"
 	@echo "                  (from hdl/) and docs/testplan.md (from testplans/)"
 	@echo "  make venv       create .venv with the pinned dependencies (done by every target)"
@@ -142,13 +146,20 @@ bench: $(STAMP)
 	$(PY) -m tb.bench.link --sim $(SIM)
 	$(PY) -m tb.bench.policy_rtl --sim $(SIM)
 	$(PY) -m tb.bench.policy
-	$(if $(filter verilator,$(SIM)),$(PY) -m tb.bench.simspeed,@echo "simspeed: Verilator only (SIM=$(SIM))")
+	@# Both run even when the first misses its targets; either makes the bench fail.
+	status=0; $(PY) -m fpga --board all --json build/bench/fpga.json || status=1; \
+	$(if $(filter verilator,$(SIM)),$(PY) -m tb.bench.simspeed || status=1,echo "simspeed: Verilator only (SIM=$(SIM))"); \
+	exit $$status
 
 # The yowasp tools compile their WebAssembly on first use into YOWASP_CACHE_DIR
 # (default ~/.cache/YoWASP): minutes once, then cached.
 BLOCK ?=
 formal: $(STAMP)
 	$(PY) -m formal $(if $(BLOCK),--block $(BLOCK)) --out build/formal
+
+BOARD ?=
+fpga: $(STAMP)
+	$(PY) -m fpga $(if $(BOARD),--board $(BOARD))
 
 docs: $(STAMP)
 	$(PY) -c 'from model.regmap import markdown; open("docs/regmap.md", "w").write(markdown())'
