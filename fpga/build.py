@@ -53,11 +53,10 @@ def find_tools() -> dict[str, str]:
 
 def parse_yosys_cells(text: str) -> dict[str, int]:
     """Cell counts of the last ``stat`` in a Yosys log (the design after ``synth_ecp5``)."""
-    tail = text[text.rfind("Number of cells"):]
-    cells = {}
-    for count, name in re.findall(r"^\s+(\d+)\s+([A-Z][A-Z0-9_]+)\s*$", tail, re.M):
-        cells[name] = cells.get(name, 0) + int(count)
-    return cells
+    tail = text[text.rfind("Printing statistics"):]
+    tail = tail[:tail.find("=== design hierarchy ===")]
+    return {name: int(count)
+            for count, name in re.findall(r"^\s+(\d+)\s+([A-Z][A-Z0-9_]+)\s*$", tail, re.M)}
 
 
 def prepare_board(board: Board, platform):
