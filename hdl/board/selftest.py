@@ -94,10 +94,11 @@ class SelfTest(wiring.Component):
         m.d.comb += [self.failed.eq(traffic.failed | seq.failed),
                      self.passed.eq((self.rounds != 0) & ~self.failed)]
         self._report(m, traffic, seq, injected, round_done)
-        heartbeat = Signal(range(max(2, self.clk_hz // 2)))
+        half_second = self.clk_hz // 2
+        heartbeat = Signal(range(half_second))
         beat = Signal()
         m.d.sync += heartbeat.eq(heartbeat + 1)
-        with m.If(heartbeat == max(2, self.clk_hz // 2) - 1):
+        with m.If(heartbeat == half_second - 1):
             m.d.sync += [heartbeat.eq(0), beat.eq(~beat)]
         m.d.comb += self.leds.eq(Cat(beat, self.passed, self.failed, faults_on, seq.moves[:4]))
         return m
@@ -126,23 +127,17 @@ class SelfTest(wiring.Component):
     def _pace(self, m, traffic, seq):
         """A move may start after ``PASSES_PER_MOVE`` passes since the last one ended;
         returns the pulse that ends a round."""
-        passes_seen = Signal.like(traffic.passes)
         since = Signal(range(PASSES_PER_MOVE + 1))
-        moves_seen = Signal.like(seq.moves)
         round_moves = Signal(range(2 * self.config.n_vfs))
         round_done = Signal()
-        m.d.sync += [passes_seen.eq(traffic.passes), moves_seen.eq(seq.moves)]
-        with m.If(seq.moves != moves_seen):
-            m.d.sync += [since.eq(0),
-                         round_moves.eq(round_moves + 1)]
+        with m.If(seq.moved):
+            m.d.sync += [since.eq(0), round_moves.eq(round_moves + 1)]
             with m.If(round_moves == 2 * self.config.n_vfs - 1):
                 m.d.sync += [round_moves.eq(0), self.rounds.eq(self.rounds + 1)]
                 m.d.comb += round_done.eq(1)
-        with m.Elif((traffic.passes != passes_seen) & (since != PASSES_PER_MOVE)):
+        with m.Elif(traffic.pass_done & (since != PASSES_PER_MOVE)):
             m.d.sync += since.eq(since + 1)
-        # (not in the cycle after a move ends, before ``since`` has been cleared)
-        m.d.comb += seq.go.eq((since == PASSES_PER_MOVE) & (seq.moves == moves_seen)
-                              & ~traffic.failed)
+        m.d.comb += seq.go.eq((since == PASSES_PER_MOVE) & ~traffic.failed)
         return round_done
 
     def _report(self, m, traffic, seq, injected, round_done):

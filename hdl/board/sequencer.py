@@ -92,6 +92,7 @@ class MigrationSequencer(wiring.Component):
         to an ``AxiLiteMaster`` on the system's control port
     go : In(1)          start the next move (sampled between moves)
     moves : Out(16)     moves committed (wraps)
+    moved : Out(1)      pulse: a move committed this cycle (``moves`` counts it next cycle)
     moving : Out(1)     a move is under way
     failed : Out(1)     sticky; ``fail_step`` (index in ``MOVE_PROGRAM``) and ``fail_vf`` say
         where; ``fail_code`` the register value or bus response that failed it
@@ -105,7 +106,7 @@ class MigrationSequencer(wiring.Component):
         super().__init__({
             "regs_cmd": Out(stream.Signature(register_command_layout())),
             "regs_result": In(stream.Signature(register_result_layout)),
-            "go": In(1), "moves": Out(16), "moving": Out(1), "failed": Out(1),
+            "go": In(1), "moves": Out(16), "moved": Out(1), "moving": Out(1), "failed": Out(1),
             "fail_step": Out(8), "fail_vf": Out(8), "fail_code": Out(32),
         })
 
@@ -163,6 +164,7 @@ class MigrationSequencer(wiring.Component):
         with m.Elif(pc != len(MOVE_PROGRAM) - 1):
             m.d.sync += [pc.eq(pc + 1), polls.eq(0)]
         with m.Else():
+            m.d.comb += self.moved.eq(1)
             m.d.sync += [self.moves.eq(self.moves + 1), back.eq(~back)]
             with m.If(back):
                 m.d.sync += vf.eq(Mux(vf == self.n_vfs - 1, 0, vf + 1))

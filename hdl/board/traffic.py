@@ -35,10 +35,7 @@ PATTERN_SALT = 0xA5C3_0000
 
 def pattern(word, vf, epoch, addr_bits: int, vf_bits: int):
     """The value pass ``epoch`` writes to ``word`` of ``vf``: distinct for every (word, vf)
-    and every epoch modulo ``2**(32 - addr_bits - vf_bits)``; works on ints and Values."""
-    if isinstance(word, int):
-        return ((epoch << (addr_bits + vf_bits)) | (vf << addr_bits) | word) & 0xFFFF_FFFF \
-            ^ PATTERN_SALT
+    and every epoch modulo ``2**(32 - addr_bits - vf_bits)``."""
     return Cat(word[:addr_bits], vf[:vf_bits], epoch)[:32] ^ PATTERN_SALT
 
 
@@ -57,6 +54,7 @@ class TrafficChecker(wiring.Component):
     -------
     req : Out(stream of system_request_layout); resp : In(stream of system_response_layout)
     passes : Out(16)      completed passes (every checked word of every VF read back once)
+    pass_done : Out(1)    pulse: the last request of a pass was sent this cycle
     requests : Out(32)    requests sent
     failed : Out(1)       sticky; ``fail_op``, ``fail_vf``, ``fail_word`` name the request
     """
@@ -73,7 +71,7 @@ class TrafficChecker(wiring.Component):
         super().__init__({
             "req": Out(stream.Signature(system_request_layout(config))),
             "resp": In(stream.Signature(system_response_layout(config))),
-            "passes": Out(16), "requests": Out(32), "failed": Out(1),
+            "passes": Out(16), "pass_done": Out(1), "requests": Out(32), "failed": Out(1),
             "fail_op": Out(2), "fail_vf": Out(8), "fail_word": Out(16),
         })
 
@@ -119,6 +117,7 @@ class TrafficChecker(wiring.Component):
             with m.If(vf == last_vf):
                 m.d.sync += word.eq(Mux(word == last_word, 0, word + 1))
                 with m.If(word == last_word):
+                    m.d.comb += self.pass_done.eq(1)
                     m.d.sync += [epoch.eq(epoch + 1), self.passes.eq(self.passes + 1)]
 
     def _check(self, m, table):
