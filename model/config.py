@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from enum import IntEnum
 
 from .common import ParameterError, check_int
@@ -143,3 +144,36 @@ class SystemConfig:
         d = asdict(self)
         d["flags"] = int(self.flags)
         return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> SystemConfig:
+        """The inverse of ``to_dict``; a key left out keeps its default (``layout``'s too).
+        Raises ValueError naming an unknown key or a bad value."""
+        values = dict(_known_keys("SystemConfig", d, cls))
+        if "layout" in values:
+            values["layout"] = ImageLayout(**_known_keys("SystemConfig layout",
+                                                         values["layout"], ImageLayout))
+        if "flags" in values:
+            values["flags"] = _flags(values["flags"])
+        return cls(**values)
+
+
+def _known_keys(what: str, d: object, cls: type) -> Mapping:
+    """``d`` itself, once it is a mapping whose keys are all fields of dataclass ``cls``."""
+    if not isinstance(d, Mapping):
+        raise ParameterError(f"{what} must be an object of fields, not {d!r}")
+    valid = [f.name for f in fields(cls)]
+    unknown = [key for key in d if key not in valid]
+    if unknown:
+        raise ParameterError(f"{what} has no field {unknown[0]!r}: valid fields are "
+                             f"{', '.join(valid)}")
+    return d
+
+
+def _flags(value: object) -> MigrationFlags:
+    """``to_dict``'s int back to MigrationFlags; bits VFIO does not define are refused."""
+    check_int("SystemConfig", "flags", value, 0, int(ALL_FLAGS))
+    if value & ~int(ALL_FLAGS):
+        raise ParameterError(f"SystemConfig flags must be a combination of {int(ALL_FLAGS)} "
+                             f"({ALL_FLAGS!r}), not {value}")
+    return MigrationFlags(value)

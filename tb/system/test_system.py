@@ -47,7 +47,6 @@ from .env import (
     RequestListSeq,
     SystemEnv,
     VmBfm,
-    config_from_dict,
     link_summary,
 )
 from .link import SystemLink
@@ -83,7 +82,7 @@ class SystemTestBase(uvm_test):
     def build_phase(self):
         self.knobs = Knobs.from_env()
         raw = os.environ.get("VFMIG_CONFIG")
-        self.config = config_from_dict(json.loads(raw)) if raw else SystemConfig()
+        self.config = SystemConfig.from_dict(json.loads(raw)) if raw else SystemConfig()
         self.dut = cocotb.top
         self.rng = random.Random(self.knobs.seed)
         self.progress = Progress(self.logger, self.knobs.progress)

@@ -150,3 +150,36 @@ def test_size_fields_accept_their_bounds():
                  profiler_counter_bits=8, profiler_latency_bits=2, profiler_bins=2,
                  profiler_words_bits=1, irq_fault_depth=1)
 
+
+# ---------------------------------------------------------------- from_dict
+def test_from_dict_inverts_to_dict():
+    changed = SystemConfig(n_vfs=3, host_slots=3, offload_slots=1, flags=MigrationFlags.STOP_COPY,
+                           layout=ImageLayout(mem_words=32), link_width=128,
+                           link_rx_buffer_flits=64, router_queue_depth=2, profiler_bins=4,
+                           irq_fault_depth=3)
+    for config in (SystemConfig(), changed):
+        assert SystemConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_from_dict_keeps_the_defaults_of_keys_left_out():
+    config = SystemConfig.from_dict({"n_vfs": 2, "layout": {"mem_words": 64}})
+    assert config == SystemConfig(n_vfs=2, layout=ImageLayout(mem_words=64))
+    assert SystemConfig.from_dict({}) == SystemConfig()
+
+
+@pytest.mark.parametrize(("d", "message"), [
+    ({"n_vf": 2}, "SystemConfig has no field 'n_vf': valid fields are n_vfs, host_slots, "),
+    ({"layout": {"mem": 64}}, "SystemConfig layout has no field 'mem': valid fields are "
+                              "csr_words, msix_vectors, mem_words, block_words"),
+    ({"layout": 64}, "SystemConfig layout must be an object of fields, not 64"),
+    ([1, 2], "SystemConfig must be an object of fields, not [1, 2]"),
+    ({"flags": 8}, "SystemConfig flags must be between 0 and 7, not 8"),
+    ({"flags": "all"}, "SystemConfig flags must be an integer, not 'all'"),
+    ({"flags": 2}, "lack STOP_COPY, which VFIO makes mandatory"),
+    ({"n_vfs": "2"}, "SystemConfig n_vfs must be an integer, not '2'"),
+    ({"layout": {"mem_words": 0}}, "ImageLayout mem_words must be at least 1, not 0"),
+])
+def test_from_dict_names_what_is_wrong(d, message):
+    with pytest.raises(ValueError) as info:
+        SystemConfig.from_dict(d)
+    assert message in str(info.value) and "\n" not in str(info.value)
