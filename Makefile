@@ -20,6 +20,7 @@ TESTS ?=
 JOBS ?= 2
 SCHEDULER ?=
 PLANT ?=
+CONFIG ?=
 PYTHON ?= python3
 VENV ?= .venv
 
@@ -75,7 +76,11 @@ help:
 	@echo "  make regress    a suite over the testplans (testplans/*.hjson): SUITE=smoke|nightly,"
 	@echo "                  SEEDS=N MASTER_SEED=<int> TESTS=<pattern> JOBS=N SCHEDULER=tcp://host:port"
 	@echo "                  PLANT=<fault>; writes build/regress/{junit.xml,coverage.json,summary.json,report.html}"
-	@echo "  make verilog    build/verilog/<block>.v + <block>.json for every block and the top"
+	@echo "  make verilog    build/verilog/<block>.v + <block>.json for every block and the top;"
+	@echo "                  CONFIG=<preset>|<file.json> writes only the top for that configuration:"
+	@echo "                  build/verilog/<preset or file stem>/system.v + system.json"
+	@echo "                  (presets: model/presets.py, default and small; a JSON file holds"
+	@echo "                  SystemConfig fields, layout as an object; README: another tool flow)"
 	@echo "  make lint       verilator --lint-only -Wall over the generated Verilog, then ruff"
 	@echo "  make bench      DMA, interrupt remapping, link goodput, downtime vs. image size (RTL) and"
 	@echo "                  placement policies (fastsim), simulation speed and every board's"
@@ -128,7 +133,7 @@ regress: $(STAMP)
 		$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(PLANT),--plant $(PLANT))
 
 verilog: $(STAMP)
-	$(PY) -m hdl.generate --out $(VERILOG_DIR)
+	$(PY) -m hdl.generate --out $(VERILOG_DIR) $(if $(CONFIG),--config '$(CONFIG)')
 
 lint: verilog
 	@echo "verilator: $$(command -v verilator)"

@@ -3,6 +3,11 @@
 Writes ``<out>/<block>.v`` and a ``<block>.json`` sidecar (ports, parameters, clock/reset)
 for each entry of ``BLOCKS``, elaborated with the default ``SystemConfig``.  A block whose
 module does not exist yet is skipped with a warning; any other failure is an error.
+
+``--config SPEC`` (``make verilog CONFIG=SPEC``) writes only the system top, for the preset
+named SPEC (``model.presets.PRESETS``) or the JSON file SPEC (``SystemConfig`` fields), as
+``<out>/<name>/system.v`` and ``system.json``, ``<name>`` the preset or the file's stem.
+A bad SPEC is one line ``error: ...`` and exit code 2.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from model.config import Device, SystemConfig
+from model.presets import load_config
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "build" / "verilog"
 
@@ -50,16 +56,20 @@ BLOCKS: tuple[Block, ...] = (
     Block("router", "hdl.router", "Router", lambda cls, c: cls.for_system(c),
           lambda c: {"config": c.to_dict()}),
     Block("irq_remap", "hdl.irq_remap", "IrqRemap",
-          lambda cls, c: cls(c.n_vfs, c.layout.msix_vectors),
-          lambda c: {"n_vfs": c.n_vfs, "n_vectors": c.layout.msix_vectors}),
-    Block("link", "hdl.link", "LinkPort", lambda cls, c: cls(), lambda c: {}),
+          lambda cls, c: cls(c.n_vfs, c.layout.msix_vectors, fault_depth=c.irq_fault_depth),
+          lambda c: {"n_vfs": c.n_vfs, "n_vectors": c.layout.msix_vectors,
+                     "fault_depth": c.irq_fault_depth}),
+    Block("link", "hdl.link", "LinkPort", lambda cls, c: cls.for_system(c),
+          lambda c: vars(c.link)),
     Block("io_tunnel_host", "hdl.io_tunnel", "IoTunnelHost", lambda cls, c: cls.for_system(c),
           lambda c: {"n_vfs": c.n_vfs, "tag_bits": c.tag_bits}),
     Block("io_tunnel_device", "hdl.io_tunnel", "IoTunnelDevice",
           lambda cls, c: cls.for_system(c), lambda c: {"n_vfs": c.n_vfs, "tag_bits": c.tag_bits}),
-    Block("profiler", "hdl.profiler", "Profiler",
-          lambda cls, c: cls(c.n_vfs, tag_bits=c.tag_bits),
-          lambda c: {"n_vfs": c.n_vfs, "tag_bits": c.tag_bits}),
+    Block("profiler", "hdl.profiler", "Profiler", lambda cls, c: cls.for_system(c),
+          lambda c: {"n_vfs": c.n_vfs, "tag_bits": c.tag_bits, "n_bins": c.profiler_bins,
+                     "counter_bits": c.profiler_counter_bits,
+                     "latency_bits": c.profiler_latency_bits,
+                     "words_bits": c.profiler_words_bits}),
     Block("migproto_decoder", "hdl.migproto", "MigProtoDecoder",
           lambda cls, c: cls(c.n_vfs, max(c.chunk_words, c.layout.block_words,
                                           c.layout.meta_words)),
@@ -123,11 +133,34 @@ def generate(out_dir: Path, names: list[str] | None = None,
     return written
 
 
+def config_name(spec: str) -> str:
+    """The folder a ``--config`` system goes to: the preset's name or the file's stem."""
+    return Path(spec).stem
+
+
+def _generate_system(out_dir: Path, spec: str) -> int:
+    """``--config SPEC``: the system top alone; a bad SPEC is one line and exit code 2."""
+    try:
+        config = load_config(spec)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    generate(out_dir / config_name(spec), ["system"], config)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("blocks", nargs="*", help="blocks to generate (default: all)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
+    parser.add_argument("--config", metavar="SPEC",
+                        help="only the system top, for a preset name or a JSON file of "
+                             "SystemConfig fields, into OUT/<name>/system.v")
     args = parser.parse_args(argv)
+    if args.config is not None:
+        if args.blocks:
+            parser.error("--config writes the system top only: name no blocks")
+        return _generate_system(args.out, args.config)
     try:
         generate(args.out, args.blocks)
     except ValueError as exc:

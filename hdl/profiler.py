@@ -195,6 +195,16 @@ class Profiler(wiring.Component):
             "rd_data": Out(32),
         })
 
+    @classmethod
+    def for_system(cls, config) -> Profiler:
+        """The profiler of a ``model.config.SystemConfig`` system, sized by its profiler
+        fields; the link counts are words per flit of ``config.link_width``."""
+        return cls(config.n_vfs, tag_bits=config.tag_bits,
+                   latency_bits=config.profiler_latency_bits, n_bins=config.profiler_bins,
+                   counter_bits=config.profiler_counter_bits,
+                   words_bits=config.profiler_words_bits,
+                   link_word_bits=config.link.words_per_flit.bit_length())
+
     def elaborate(self, platform):
         m = Module()
         n, cb, lb = self.n_vfs, self.counter_bits, self.latency_bits

@@ -246,13 +246,15 @@ class Router(wiring.Component):
         super().__init__(members)
 
     @classmethod
-    def for_system(cls, config, *, queue_depth: int = 4, max_in_flight: int = 15) -> Router:
+    def for_system(cls, config) -> Router:
         """The router of a ``model.config.SystemConfig`` system: device 0 the host, 1 the
-        offload device, VF i placed in host slot i after reset (as the system starts)."""
+        offload device, VF i placed in host slot i after reset (as the system starts), its
+        queue depth and in-flight limit from the configuration."""
         return cls(config.n_vfs, n_devices=2,
                    slots_per_device=(config.host_slots, config.offload_slots),
                    addr_bits=config.layout.addr_bits, tag_bits=config.tag_bits,
-                   queue_depth=queue_depth, max_in_flight=max_in_flight,
+                   queue_depth=config.router_queue_depth,
+                   max_in_flight=config.router_max_in_flight,
                    vf_bits=VF_ID_BITS, initial=[(0, vf) for vf in range(config.n_vfs)])
 
     @property

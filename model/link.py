@@ -37,8 +37,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from .common import check_int, pack_fields, unpack_fields
-from .config import SystemConfig
-from .protocol import HEADER_WORDS, MASK32, crc32
+from .protocol import DEFAULT_CHUNK_WORDS, HEADER_WORDS, MASK32, crc32
 
 WORD_BITS = 32
 LINK_WIDTHS = (32, 64, 128, 256)
@@ -52,7 +51,7 @@ SEQ_MASK = SEQ_MOD - 1
 
 # One STATE_DATA message of the default chunk (2 header words + payload + CRC word) fits one
 # packet, so migration data pays one header and one LCRC per chunk.
-DEFAULT_MAX_PAYLOAD = SystemConfig().chunk_words + HEADER_WORDS + 1
+DEFAULT_MAX_PAYLOAD = DEFAULT_CHUNK_WORDS + HEADER_WORDS + 1
 MAX_PAYLOAD_LIMIT = 1023
 MAX_RX_BUFFER_FLITS = 1024      # credit limits are compared modulo 2**SEQ_BITS
 MAX_REPLAY_SLOTS = 256

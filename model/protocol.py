@@ -58,6 +58,7 @@ class Reason(IntEnum):
 HEADER_FIELDS = {"type": (0, 4), "reason": (4, 4), "vf": (8, 8), "length": (16, 16)}
 HEADER_WORDS = 2
 MAX_VFS = 1 << HEADER_FIELDS["vf"][1]
+DEFAULT_CHUNK_WORDS = 64  # STATE_DATA payload of a full-image round (SystemConfig.chunk_words)
 
 
 class Malformed(IntEnum):

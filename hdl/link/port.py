@@ -27,6 +27,8 @@ credits (FC DLLPs), per class, so a stalled consumer of one class never blocks t
 """
 
 # No ``from __future__ import annotations``: wiring.Component reads the member annotations.
+import dataclasses
+
 from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out, connect
@@ -101,6 +103,11 @@ class LinkPort(wiring.Component):
             "rx": In(wire_signature(link_width)),
             "stats": Out(LinkStats),
         })
+
+    @classmethod
+    def for_system(cls, config) -> "LinkPort":
+        """A port of the link of a ``model.config.SystemConfig`` system (``config.link``)."""
+        return cls(**dataclasses.asdict(config.link))
 
     def elaborate(self, platform):
         m = Module()

@@ -9,7 +9,7 @@ from .interrupts import InterruptPath, irq_trace_layout
 from .placement import Placement
 from .regfile import RegisterFile
 from .stats import VfStats
-from .top import FAULTS, LINK_WIDTH, System
+from .top import FAULTS, System
 
-__all__ = ["FAULTS", "LINK_WIDTH", "InterruptPath", "Placement", "RegisterFile", "System",
+__all__ = ["FAULTS", "InterruptPath", "Placement", "RegisterFile", "System",
            "VfStats", "irq_trace_layout"]

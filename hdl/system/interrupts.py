@@ -100,7 +100,8 @@ class InterruptPath(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         params = self.config.irq_remap
-        m.submodules.irq_remap = remap = IrqRemap(params.n_vfs, params.n_vectors)
+        m.submodules.irq_remap = remap = IrqRemap(params.n_vfs, params.n_vectors,
+                                                   fault_depth=params.fault_depth)
         irqs = {dev: getattr(self, f"{dev.label}_irq") for dev in Device}
         slot_vf = {dev: getattr(self, f"{dev.label}_slot_vf") for dev in Device}
 

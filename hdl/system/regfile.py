@@ -20,7 +20,7 @@ from model.regmap import (
 
 from ..csr import reg_bus_signature, regmap_mapped
 from ..formats import bits_for
-from ..profiler import PROFILER_DEVICE_REGS, PROFILER_VF_REGS
+from ..profiler import PROFILER_DEVICE_REGS, vf_register_names
 
 #: Global registers this block answers itself (identification, the cycle counter).
 OWN_REGS = ("ID", "CAPS", "CYCLE_LO", "CYCLE_HI", "IMAGE_WORDS")
@@ -36,11 +36,13 @@ def writable(regs) -> list[str]:
     return [r.name for r in regs if r.access != "RO"]
 
 
-def profiler_mapped(addr, n_vfs: int):
+def profiler_mapped(addr, config: SystemConfig):
     """The address is a register of the profiler window (a row, an index in it)."""
+    n_vfs = config.n_vfs
     row = (addr - PROFILER_BASE) >> _ROW_SHIFT
     index = addr[2:_ROW_SHIFT]
-    n_vf_regs, n_dev_regs = len(PROFILER_VF_REGS), len(PROFILER_DEVICE_REGS)
+    n_vf_regs = len(vf_register_names(config.profiler_bins))
+    n_dev_regs = len(PROFILER_DEVICE_REGS)
     return ((addr >= PROFILER_BASE) & (addr[:2] == 0)
             & (((row < n_vfs) & (index < n_vf_regs)) | ((row == n_vfs) & (index < n_dev_regs))))
 
@@ -89,7 +91,7 @@ class RegisterFile(wiring.Component):
         m = Module()
         cfg, bus = self.config, self.bus
         n_vfs, addr = cfg.n_vfs, bus.addr
-        m.d.comb += bus.mapped.eq(regmap_mapped(addr, n_vfs) | profiler_mapped(addr, n_vfs))
+        m.d.comb += bus.mapped.eq(regmap_mapped(addr, n_vfs) | profiler_mapped(addr, cfg))
 
         vf_index = Signal(ADDR_BITS)
         m.d.comb += vf_index.eq((addr - VF_BASE) >> _VF_SHIFT)

@@ -30,7 +30,6 @@ from .placement import Placement
 from .regfile import RegisterFile
 from .stats import VfStats
 
-LINK_WIDTH = 64                      # flit bits of the link between the two devices
 FAULTS = ("corrupt_state_write",)    # deliberate design faults, for the tests that catch them
 
 
@@ -68,7 +67,7 @@ class System(wiring.Component):
         the control plane: AXI4-Lite (hdl/csr.py) onto the register map of model/regmap.py
         (byte addresses, 32-bit registers); unmapped addresses answer DECERR, misaligned
         ones or partial strobes SLVERR, and never reach a register
-    h2o_tx : Out(wire_signature(LINK_WIDTH)); h2o_rx : In(...)
+    h2o_tx : Out(wire_signature(config.link_width)); h2o_rx : In(...)
         the host -> offload wire: what the host port sends, what the offload port receives
     o2h_tx : Out(...); o2h_rx : In(...)
         the offload -> host wire. A testbench copies each ``*_tx`` to its ``*_rx`` (with
@@ -84,7 +83,7 @@ class System(wiring.Component):
         if not isinstance(config, SystemConfig):
             raise TypeError(f"System config must be a SystemConfig, not {config!r}")
         self.fault_inject = check_fault_inject("System", _fault_inject, FAULTS)
-        wire = wire_signature(LINK_WIDTH)
+        wire = wire_signature(config.link_width)
         super().__init__({
             "req": In(stream.Signature(system_request_layout(config))),
             "resp": Out(stream.Signature(system_response_layout(config))),
@@ -106,7 +105,7 @@ class System(wiring.Component):
         offload = engines[Device.OFFLOAD]
 
         # ---- router: VF id -> (device, slot); a held VF's requests wait in its queue
-        m.submodules.router = router = Router.for_system(cfg, queue_depth=8)
+        m.submodules.router = router = Router.for_system(cfg)
         wiring.connect(m, wiring.flipped(self.req), router.req)
         wiring.connect(m, router.resp, wiring.flipped(self.resp))
         wiring.connect(m, router.dev_req[Device.HOST], units[Device.HOST].req)
@@ -255,8 +254,8 @@ class System(wiring.Component):
         (hdl/io_tunnel.py). Returns the interrupt stream of each device as the host sees
         it, and the CSR read values of the link registers (model/regmap.py) by name."""
         cfg = self.config
-        host_link = m.submodules.host_link = LinkPort(LINK_WIDTH)
-        offload_link = m.submodules.offload_link = LinkPort(LINK_WIDTH)
+        host_link = m.submodules.host_link = LinkPort.for_system(cfg)
+        offload_link = m.submodules.offload_link = LinkPort.for_system(cfg)
         wiring.connect(m, host_link.tx, wiring.flipped(self.h2o_tx))
         wiring.connect(m, wiring.flipped(self.h2o_rx), offload_link.rx)
         wiring.connect(m, offload_link.tx, wiring.flipped(self.o2h_tx))
@@ -313,7 +312,7 @@ class System(wiring.Component):
         the register file's profiler window."""
         cfg = self.config
         n_vfs = cfg.n_vfs
-        m.submodules.profiler = prof = Profiler(n_vfs, tag_bits=cfg.tag_bits)
+        m.submodules.profiler = prof = Profiler.for_system(cfg)
         host, offload = engines[Device.HOST], engines[Device.OFFLOAD]
         req, resp = self.req, self.resp
         # Requests to VF ids the system does not have are answered by the router: not counted.
@@ -325,7 +324,8 @@ class System(wiring.Component):
             prof.resp_seen.vf.eq(resp.payload.vf), prof.resp_seen.tag.eq(resp.payload.tag),
             prof.busy.eq(Cat(~units[Device.HOST].idle.all(), ~units[Device.OFFLOAD].idle.all())),
             # link utilisation: words each direction's wire carries (any flit, DLLPs too)
-            *(prof.link_words[int(d)].eq(Mux(self._link_ports[d].tx.valid, LINK_WIDTH // 32, 0))
+            *(prof.link_words[int(d)].eq(Mux(self._link_ports[d].tx.valid,
+                                             cfg.link.words_per_flit, 0))
               for d in Device),
             prof.vf_device.eq(at_offload),
             prof.slots_used[0].eq(sum(host.here[v] & ~at_offload[v] for v in range(n_vfs))),

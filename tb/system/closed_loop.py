@@ -32,8 +32,7 @@ from dataclasses import dataclass, field
 import cocotb
 from cocotb.triggers import Event, RisingEdge, Timer
 
-from hdl.profiler import PROFILER_DEVICE_REGS, PROFILER_VF_REGS
-from hdl.system import LINK_WIDTH
+from hdl.profiler import PROFILER_DEVICE_REGS, vf_register_names
 from model.config import Device, SystemConfig
 from model.fastsim import FastSimConfig
 from model.manager import Decision, MigrationOutcome, SystemView, make_policy
@@ -268,12 +267,12 @@ class ClosedLoop:
         snaps = []
         for vf in range(n_vfs):
             regs = {name: await bus.read(profiler_reg(vf, i))
-                    for i, name in enumerate(PROFILER_VF_REGS)}
+                    for i, name in enumerate(vf_register_names(self.config.profiler_bins))}
             snaps.append(counter_snapshot(vf, regs))
         regs = {name: await bus.read(profiler_reg(n_vfs, i))
                 for i, name in enumerate(PROFILER_DEVICE_REGS)}
         device = device_snapshot(regs, (self.config.host_slots, self.config.offload_slots),
-                                 LINK_WIDTH // 32)
+                                 self.config.link.words_per_flit)
         return self.profiler.analyse(snaps, device, end=end)
 
     def _record_window(self, report) -> None:

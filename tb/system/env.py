@@ -35,8 +35,6 @@ from pyuvm import (
 
 from hdl.formats import system_irq_layout, system_request_layout, system_response_layout
 from model.config import SystemConfig
-from model.state import ImageLayout
-from model.vfio import MigrationFlags
 from tb.common.streams import pack, unpack
 from tb.common.uvm import BfmDriver, BfmMonitor, ItemListSeq, SequencedAgent
 
@@ -46,13 +44,6 @@ from .vmm import Vmm, control_bus
 
 
 # ---------------------------------------------------------------- configuration and knobs
-def config_from_dict(d: dict) -> SystemConfig:
-    d = dict(d)
-    d["layout"] = ImageLayout(**d["layout"])
-    d["flags"] = MigrationFlags(d["flags"])
-    return SystemConfig(**d)
-
-
 def config_to_json(config: SystemConfig) -> str:
     return json.dumps(config.to_dict(), sort_keys=True)
 
@@ -361,4 +352,4 @@ class SystemEnv(uvm_env):
 
 
 __all__ = ["Knobs", "VmBfm", "link_summary", "SystemEnv", "RequestListSeq", "RandomTrafficSeq",
-           "config_from_dict", "config_to_json"]
+           "config_to_json"]

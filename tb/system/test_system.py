@@ -17,7 +17,7 @@ import random
 import subprocess
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import cocotb
@@ -29,6 +29,7 @@ from pyuvm import ConfigDB, uvm_test
 
 from model.config import Device, SystemConfig
 from model.irq_remap import FaultReason, RemapEntry
+from model.presets import PRESETS
 from model.protocol import Reason
 from model.regmap import GLOBAL, ID_VALUE, VF_BASE, VF_STRIDE
 from model.state import Op
@@ -47,7 +48,6 @@ from .env import (
     RequestListSeq,
     SystemEnv,
     VmBfm,
-    config_from_dict,
     link_summary,
 )
 from .link import SystemLink
@@ -83,7 +83,7 @@ class SystemTestBase(uvm_test):
     def build_phase(self):
         self.knobs = Knobs.from_env()
         raw = os.environ.get("VFMIG_CONFIG")
-        self.config = config_from_dict(json.loads(raw)) if raw else SystemConfig()
+        self.config = SystemConfig.from_dict(json.loads(raw)) if raw else SystemConfig()
         self.dut = cocotb.top
         self.rng = random.Random(self.knobs.seed)
         self.progress = Progress(self.logger, self.knobs.progress)
@@ -280,6 +280,7 @@ class SystemScenario(SystemTestBase):
                   "source_slot": spoofer, "vf": victim, "vector": 0}] * 2
                 + [{"reason": FaultReason.NOT_PRESENT, "source_device": 0,
                     "source_slot": spoofer, "vf": spoofer, "vector": absent}])
+        want = want[:config.irq_fault_depth]   # the remapper drops (and counts) the rest
         vmm.expect(records == want, f"fault records {records}, expected {want}")
         self.progress(f"spoof: VF {spoofer} raised VF {victim}'s entry twice and a not-present "
                       f"entry once: {len(records)} fault records")
@@ -503,6 +504,33 @@ def test_system_short_scenario(sim, tmp_path):
     assert stop_copy["bytes"] >= 4 * config.layout.image_words  # the whole image, at once
     assert stop_copy["downtime_cycles"] > 0
     assert report["config"]["seed"] == SEED and report["config"]["sim"] == sim
+
+
+SMALL_PLAN = "0:pre:probe,1:abort,1:invalid,0:stop:probe,0:pre,0:pre+1:pre"
+
+
+def test_small_preset_runs_the_protocol(tmp_path):
+    """The part sizes of the small preset (model/presets.py: 2 link replay slots, router
+    queues of 2, 4-bit tags, 8 profiler bins of 16 bits, 2 fault records) still migrate both
+    ways, abort, refuse, move two VFs at once (one each way), and lose or garble nothing.
+    With 3 VFs: at 2 VFs this bench's interrupt check reads the raiser of VF 1's own
+    not-present raise as VF 0 and fails, at the default part sizes too (open)."""
+    if not simulator_available("verilator"):
+        pytest.skip("verilator is not installed")
+    config = replace(PRESETS["small"], n_vfs=3, host_slots=3)
+    report_path = tmp_path / "report.json"
+    knobs = Knobs(seed=SEED, plan=SMALL_PLAN, warmup_cycles=200, gap_cycles=150,
+                  unknown_vf_prob=0.02, report=str(report_path))
+    run_system("verilator", config, knobs)
+    report = json.loads(report_path.read_text())
+    assert report["passed"], report["problems"]
+    moves = sorted((m["vf"], m["from"], m["to"], m["result"]) for m in report["migrations"])
+    assert moves == [(0, "host", "offload", "committed")] * 2 + [
+        (0, "offload", "host", "committed")] * 2 + [(1, "host", "offload", "aborted"),
+                                                     (1, "host", "offload", "committed")]
+    totals = report["totals"]
+    assert totals["mismatches"] == totals["lost"] == totals["vmm_problems"] == 0
+    assert totals["responses_checked"] == totals["requests"] > 0
 
 
 STORM_PLAN = "0:pre,0:pre+1:pre,2:pre+1:stop,2:abort"

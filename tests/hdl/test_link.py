@@ -20,6 +20,7 @@ from amaranth.hdl import Value
 from amaranth.sim import Simulator
 
 from hdl.link import LinkPort
+from model.config import SystemConfig
 from model.link import (
     STAT_NAMES,
     DeliveryScoreboard,
@@ -201,6 +202,14 @@ def test_signature_is_the_contract():
     defaults = LinkPort().params
     assert (defaults.link_width, defaults.max_payload_words, defaults.slot_rows,
             defaults.rx_buffer_flits, defaults.replay_timeout) == (64, 67, 34, 128, 204)
+
+
+def test_for_system_builds_the_configured_port():
+    config = SystemConfig(link_width=32, link_replay_slots=2, link_max_payload_words=20)
+    port = LinkPort.for_system(config)
+    assert port.params == config.link
+    assert len(port.tx.flit) == 32
+    assert LinkPort.for_system(SystemConfig()).params == LinkPort().params
 
 
 # ---------------------------------------------------------------- traffic

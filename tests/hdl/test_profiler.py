@@ -18,9 +18,10 @@ from hdl.profiler import (
     Profiler,
     vf_register_names,
 )
-from model.config import Device
+from model.config import MAX_PROFILER_BINS, Device, SystemConfig
 from model.profiler import DEFAULT_BINS, CounterSnapshot, DeviceSnapshot
 from model.profiler import Profiler as Analyser
+from model.regmap import PROFILER_ROW_STRIDE
 from tb.profiler import (
     CONFIGS,
     Cycle,
@@ -103,6 +104,22 @@ def test_register_lists_follow_the_model():
     model_dev = {f.name for f in dataclasses.fields(DeviceSnapshot)}
     assert model_dev - {"slots", "link_words_per_cycle"} == {
         name.split("[")[0] for name in PROFILER_DEVICE_REGS}
+
+
+def test_the_widest_histogram_the_config_allows_fills_a_window_row():
+    assert len(vf_register_names(MAX_PROFILER_BINS)) == PROFILER_ROW_STRIDE // 4
+
+
+def test_for_system_takes_the_config_sizes():
+    config = SystemConfig(tag_bits=4, link_width=128, profiler_bins=6, profiler_counter_bits=16,
+                          profiler_latency_bits=12, profiler_words_bits=1)
+    prof = Profiler.for_system(config)
+    assert (prof.n_vfs, prof.tag_bits, prof.n_bins, prof.counter_bits, prof.latency_bits,
+            prof.words_bits) == (8, 4, 6, 16, 12, 1)
+    assert prof.link_word_bits == 3            # up to 4 words a flit at 128 bits
+    default = Profiler.for_system(SystemConfig())
+    assert (default.n_bins, default.counter_bits, default.latency_bits, default.words_bits,
+            default.link_word_bits) == (DEFAULT_BINS, 32, 24, 8, 2)
 
 
 def test_ports():

@@ -83,6 +83,13 @@ def test_ports_fit_the_system_and_the_vf_units():
     Fragment.get(m, None)  # elaborates: the connections are legal
 
 
+def test_for_system_takes_the_queue_depth_and_in_flight_limit_from_the_config():
+    default = Router.for_system(SystemConfig())
+    assert (default.queue_depth, default.max_in_flight) == (8, 15)
+    small = Router.for_system(SystemConfig(router_queue_depth=2, router_max_in_flight=3))
+    assert (small.queue_depth, small.max_in_flight) == (2, 3)
+
+
 # ---------------------------------------------------------------- the bench in amaranth.sim
 def _port(dut, name: str):
     obj = dut

@@ -10,7 +10,7 @@ import pytest
 from model.config import Device, SystemConfig
 from model.irq_remap import RemapParams, handle_of_address
 from model.state import GoldenVF, ImageLayout, Op
-from tb.system.env import Knobs, config_from_dict, config_to_json
+from tb.system.env import Knobs, config_to_json
 from tb.system.traffic import (
     Scoreboard,
     TrafficGenerator,
@@ -384,7 +384,7 @@ def test_knobs_and_config_travel_through_the_environment():
     knobs = Knobs(seed=9, plan="0:pre", idle_prob=0.5, migrations=3)
     assert Knobs.from_env(knobs.to_env()) == knobs
     config = SystemConfig(n_vfs=3, offload_slots=2, layout=ImageLayout(mem_words=64))
-    assert config_from_dict(json.loads(config_to_json(config))) == config
+    assert SystemConfig.from_dict(json.loads(config_to_json(config))) == config
 
 
 def test_crosscheck_compare_flags_different_decisions_and_latencies():
