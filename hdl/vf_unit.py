@@ -19,8 +19,8 @@ from amaranth.lib.wiring import In, Out
 from hdl.formats import irq_layout, vf_request_layout, vf_response_layout
 from model.common import bits_for, check_int
 from model.state import (
-    DIGEST_K1,
-    DIGEST_K2,
+    DIGEST_OFFSET_SHIFT,
+    DIGEST_STEPS,
     MSIX_ADDR_LO,
     MSIX_CTRL,
     MSIX_CTRL_MASK,
@@ -35,8 +35,24 @@ __all__ = ["VFUnit", "word_hash", "popcount"]
 
 def word_hash(offset, value):
     """Combinational twin of ``model.state.word_hash`` (bit-exact, 32-bit result)."""
-    x = ((value ^ (offset * DIGEST_K1)[:32]) * DIGEST_K2)[:32]
-    return x ^ (x >> 15)
+    x = (value ^ offset ^ (offset << DIGEST_OFFSET_SHIFT))[:32]
+    for step in DIGEST_STEPS:
+        x = _digest_step(step, x)
+    return x
+
+
+def _digest_step(step, x):
+    """Twin of ``model.state.digest_step`` on a 32-bit value."""
+    kind, *params = step
+    if kind == "add":
+        return (x + params[0])[:32]
+    if kind == "rotxor":
+        return x ^ x.rotate_left(params[0]) ^ x.rotate_left(params[1])
+    if kind == "shladd":
+        return (x + (x << params[0]))[:32]
+    if kind == "xorshr":
+        return x ^ (x >> params[0])
+    raise ValueError(f"unknown digest step {kind!r}")
 
 
 def popcount(bits):
