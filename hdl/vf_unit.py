@@ -1,10 +1,12 @@
-"""The VF unit: one device's VF slots, served from one state-image memory (docs/design.md).
+"""The VF unit: one device's VF slots, each in its own state-image bank (docs/design.md).
 
-Every slot owns ``layout.stride`` words of a single memory; slot ``s``'s image word ``a``
-lives at ``Cat(a, s)``. A request FSM serves READ/WRITE/ADD/NOTIFY one at a time with a
-configurable service latency and raises MSI-X messages; the migration engine's DMA reads and
-writes the same memory through the state-access port. Per slot the unit keeps a dirty-block
-bitmap (read-and-clear) and an always-current image digest, so neither costs downtime.
+Slot ``s``'s image word ``a`` is state address ``Cat(a, s)``; each slot's ``layout.stride``
+words live in a bank of two block-RAM-mappable memories (one write and one read port each)
+that take the same writes: one is read by the request FSM, the other by the state-access
+port. A request FSM serves READ/WRITE/ADD/NOTIFY one at a time with a configurable service
+latency and raises MSI-X messages; the migration engine's DMA reads and writes the images
+through the state-access port. Per slot the unit keeps a dirty-block bitmap (read-and-clear)
+and an always-current image digest, so neither costs downtime.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from amaranth.lib.wiring import In, Out
 from hdl.formats import irq_layout, vf_request_layout, vf_response_layout
 from model.common import bits_for, check_int
 from model.state import (
-    DIGEST_K1,
-    DIGEST_K2,
+    DIGEST_OFFSET_SHIFT,
+    DIGEST_STEPS,
     MSIX_ADDR_LO,
     MSIX_CTRL,
     MSIX_CTRL_MASK,
@@ -35,8 +37,24 @@ __all__ = ["VFUnit", "word_hash", "popcount"]
 
 def word_hash(offset, value):
     """Combinational twin of ``model.state.word_hash`` (bit-exact, 32-bit result)."""
-    x = ((value ^ (offset * DIGEST_K1)[:32]) * DIGEST_K2)[:32]
-    return x ^ (x >> 15)
+    x = (value ^ offset ^ (offset << DIGEST_OFFSET_SHIFT))[:32]
+    for step in DIGEST_STEPS:
+        x = _digest_step(step, x)
+    return x
+
+
+def _digest_step(step, x):
+    """Twin of ``model.state.digest_step`` on a 32-bit value."""
+    kind, *params = step
+    if kind == "add":
+        return (x + params[0])[:32]
+    if kind == "rotxor":
+        return x ^ x.rotate_left(params[0]) ^ x.rotate_left(params[1])
+    if kind == "shladd":
+        return (x + (x << params[0]))[:32]
+    if kind == "xorshr":
+        return x ^ (x >> params[0])
+    raise ValueError(f"unknown digest step {kind!r}")
 
 
 def popcount(bits):
@@ -49,7 +67,7 @@ def popcount(bits):
 
 
 class VFUnit(wiring.Component):
-    """``n_slots`` VF slots of one device in one state-image memory: READ/WRITE/ADD/NOTIFY
+    """``n_slots`` VF slots of one device in per-slot state-image banks: READ/WRITE/ADD/NOTIFY
     served one at a time with a configurable latency, a state-access port for the DMA,
     per-slot quiesce, interrupt hold with PBA replay, a read-and-clear dirty bitmap and a
     live per-slot image digest.
@@ -114,15 +132,23 @@ class VFUnit(wiring.Component):
     requests run at one per ``service_latency + 1`` cycles. ``resp`` and ``irq`` backpressure
     stall the FSM; nothing is dropped. The replay after an ``irq_hold`` release takes 2 cycles
     per vector that is not delivered and 6 per vector that is; it runs before the next
-    request is accepted.
+    request is accepted. A service write (WRITE, ADD, a PBA update) waits one cycle for every
+    cycle a state-port write lands in the same slot's bank (each state-port write lands the
+    cycle after ``sa_wr_en``): the state port never waits. The migration engine never writes
+    a slot that serves requests, so in the system this costs nothing.
 
-    Concurrent service and state-port accesses to the *same word* are not ordered (the
-    migration engine never copies into a slot that serves requests, nor serves a slot being
-    resumed); accesses to different words of the same slot in the same cycle are fine.
+    Contract. Service and state-port accesses to the *same word* in the same cycle (a
+    state-port write accesses its word in its cycle and the next) are not ordered, and a
+    read among them returns an undefined value (the migration engine never copies into a
+    slot that serves requests, nor serves a slot being resumed); accesses to different words
+    of one slot are fine, and a read sees every write issued in an earlier cycle. The state
+    port must not read and write the same slot in one cycle (both use the slot's state-port
+    memory; the DMA reads only migration sources and writes only migration targets):
+    ``sa_rd_data`` is then undefined.
 
-    Reset: for ``n_slots * layout.stride`` cycles after ``rst`` the unit sweeps its memory to
-    zero (matching the digests' reset value); meanwhile ``idle`` is 0, no request is accepted
-    and the state port must not be used.
+    Reset: for ``n_slots * layout.stride`` cycles after ``rst`` the unit sweeps its banks to
+    zero, one word per cycle (matching the digests' reset value); meanwhile ``idle`` is 0,
+    no request is accepted and the state port must not be used.
     """
 
     def __init__(self, layout: ImageLayout, n_slots: int, service_latency: int,
@@ -164,22 +190,22 @@ class VFUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        lay, n_slots = self.layout, self.n_slots
-        m.submodules.mem = mem = Memory(shape=32, depth=n_slots * lay.stride, init=[])
-        svc_wr = mem.write_port()
-        sa_wr = mem.write_port()
-        n = SimpleNamespace(svc_wr=svc_wr, svc_rd=mem.read_port(transparent_for=(svc_wr,)))
-        sa_pend, sa_pend_slot, sa_delta = self._state_port(m, sa_wr, mem)
-        svc_pend, svc_pend_slot, svc_delta = self._service_writes(m, n)
-        for slot in range(n_slots):
-            digest = self.digest[slot]
-            m.d.sync += digest.eq(
-                digest
-                ^ Mux(svc_pend & (svc_pend_slot == slot), svc_delta, 0)
-                ^ Mux(sa_pend & (sa_pend_slot == slot), sa_delta, 0))
+        n = SimpleNamespace()
+        self._state_port_write(m, n)
+        self._service_port(m, n)
+        self._banks(m, n)
+        self._service_read(m, n)
+        self._state_port_read(m, n)
+        self._digests(m, n)
         self._dirty_tracking(m, n)
         self._hold_release(m, n)
         fsm = self._request_fsm(m, n)
+        self._idle_and_resuming(m, n, fsm)
+        return m
+
+    def _idle_and_resuming(self, m, n, fsm):
+        """``idle`` and ``resuming`` per slot, from the FSM and the pending replays."""
+        n_slots = self.n_slots
         serving = Signal(n_slots)
         with m.If(fsm.ongoing("CLEAR")):
             m.d.comb += serving.eq((1 << n_slots) - 1)
@@ -194,66 +220,137 @@ class VFUnit(wiring.Component):
         with m.Elif(~fsm.ongoing("IDLE") & n.replay_all):
             m.d.comb += replaying.eq(1 << n.r_slot)
         m.d.comb += self.resuming.eq(replaying | n.replay_pending | n.released)
-        return m
 
-    def _state_port(self, m, sa_wr, mem):
-        """The DMA's state-access port; returns the digest update of its last write
-        (pending, slot, XOR delta), one cycle after the write."""
+    def _state_port_write(self, m, n):
+        """A state-port write reads the word's old value (for the digest) in its cycle and
+        lands in the bank one cycle later (``n.land_*``), so no memory port ever needs the
+        old value of a word written in the same cycle."""
         addr_bits = self.layout.addr_bits
-        sa_rd = mem.read_port()
-        # Not transparent: in the cycle of a state-port write it returns the word's old value.
-        sa_old = mem.read_port()
         # A write to a slot that does not exist is dropped rather than aliased onto another.
-        sa_wr_en = Signal()
-        m.d.comb += [
-            sa_wr_en.eq(self.sa_wr_en & (self.sa_wr_addr[addr_bits:] < self.n_slots)),
-            sa_rd.en.eq(self.sa_rd_en),
-            sa_rd.addr.eq(self.sa_rd_addr),
-            self.sa_rd_data.eq(sa_rd.data),
-            sa_wr.en.eq(sa_wr_en),
-            sa_wr.addr.eq(self.sa_wr_addr),
-            sa_wr.data.eq(self.sa_wr_data),
-            sa_old.en.eq(sa_wr_en),
-            sa_old.addr.eq(self.sa_wr_addr),
-        ]
-        sa_pend = Signal()
-        sa_pend_addr = Signal.like(self.sa_wr_addr)
-        sa_pend_new = Signal(32)
-        m.d.sync += [sa_pend.eq(sa_wr_en), sa_pend_addr.eq(self.sa_wr_addr),
-                     sa_pend_new.eq(self.sa_wr_data)]
-        sa_pend_off = sa_pend_addr[:addr_bits]
-        sa_delta = Signal(32)
-        m.d.comb += sa_delta.eq(word_hash(sa_pend_off, sa_old.data)
-                                ^ word_hash(sa_pend_off, sa_pend_new))
-        return sa_pend, sa_pend_addr[addr_bits:], sa_delta
+        n.sa_wr_en = Signal()
+        m.d.comb += n.sa_wr_en.eq(self.sa_wr_en & (self.sa_wr_addr[addr_bits:] < self.n_slots))
+        n.land_valid = Signal()
+        n.land_addr = Signal.like(self.sa_wr_addr)
+        n.land_data = Signal(32)
+        m.d.sync += [n.land_valid.eq(n.sa_wr_en), n.land_addr.eq(self.sa_wr_addr),
+                     n.land_data.eq(self.sa_wr_data)]
+        n.land_off, n.land_slot = n.land_addr[:addr_bits], n.land_addr[addr_bits:]
+        # The word that landed last cycle: what a read colliding with that landing returns.
+        n.landed_data = Signal(32)
+        m.d.sync += n.landed_data.eq(n.land_data)
 
-    def _service_writes(self, m, n):
-        """The request FSM's write port (and the reset sweep); sets ``n.r_slot``,
-        ``n.wr_*``, ``n.clearing``; returns its digest update like ``_state_port``."""
+    @staticmethod
+    def _landing_hit(m, n, addr, name, when=1):
+        """A register: a read of flat ``addr`` this cycle (``when``) collides with the landing
+        write, so next cycle its data is ``n.landed_data``, not the bank's."""
+        hit = Signal(name=name)
+        m.d.sync += hit.eq(when & n.land_valid & (addr == n.land_addr))
+        return hit
+
+    def _service_port(self, m, n):
+        """The request FSM's memory access: its read address, its write and the reset sweep.
+        A service write waits while a state-port write lands in the same bank
+        (``n.wr_stall``): the DMA cannot wait."""
         lay, addr_bits = self.layout, self.layout.addr_bits
-        n.r_slot = r_slot = Signal(self.slot_bits)
-        n.wr_en = wr_en = Signal()
-        n.wr_off = wr_off = Signal(addr_bits)
-        n.wr_old = wr_old = Signal(32)
-        n.wr_new = wr_new = Signal(32)
+        n.rd_slot = Signal(self.slot_bits)
+        n.rd_off = Signal(addr_bits)
+        n.r_slot = Signal(self.slot_bits)
+        n.wr_req = Signal()      # the FSM writes this cycle, if the bank is free
+        n.wr_off = Signal(addr_bits)
+        n.wr_old = Signal(32)
+        n.wr_new = Signal(32)
+        n.wr_stall = Signal()
+        n.wr_en = Signal()       # the service write happens
+        m.d.comb += [n.wr_stall.eq(n.wr_req & n.land_valid & (n.land_slot == n.r_slot)),
+                     n.wr_en.eq(n.wr_req & ~n.wr_stall)]
         # After reset the whole memory is swept to zero so it matches the digests' reset
         # value (a reset after traffic would otherwise leave stale words behind them).
-        n.clearing = clearing = Signal()
-        n.clear_addr = clear_addr = Signal(range(self.n_slots * lay.stride))
-        m.d.comb += [n.svc_wr.en.eq(wr_en | clearing),
-                     n.svc_wr.addr.eq(Mux(clearing, clear_addr, Cat(wr_off, r_slot))),
-                     n.svc_wr.data.eq(Mux(clearing, 0, wr_new))]
+        n.clearing = Signal()
+        n.clear_addr = Signal(range(self.n_slots * lay.stride))
+
+    def _banks(self, m, n):
+        """One bank per slot, each two memories with identical writes: ``n.svc_out`` read by
+        the request FSM, ``n.sa_out`` by the state port (its reads and old-value reads)."""
+        addr_bits = self.layout.addr_bits
+        clear_off, clear_slot = n.clear_addr[:addr_bits], n.clear_addr[addr_bits:]
+        local_off = Mux(n.clearing, clear_off, n.wr_off)
+        local_data = Mux(n.clearing, 0, n.wr_new)
+        sa_wr_off, sa_wr_slot = self.sa_wr_addr[:addr_bits], self.sa_wr_addr[addr_bits:]
+        n.svc_out, n.sa_out = [], []
+        for slot in range(self.n_slots):
+            landing = n.land_valid & (n.land_slot == slot)
+            # The FSM's writes and the sweep never meet a landing write in one bank.
+            local = (n.clearing & (clear_slot == slot)) | (n.wr_en & (n.r_slot == slot))
+            old_read = n.sa_wr_en & (sa_wr_slot == slot)
+            svc_rd, sa_rd = self._bank(m, slot, en=landing | local,
+                                       addr=Mux(landing, n.land_off, local_off),
+                                       data=Mux(landing, n.land_data, local_data))
+            m.d.comb += [svc_rd.addr.eq(n.rd_off),
+                         sa_rd.addr.eq(Mux(old_read, sa_wr_off, self.sa_rd_addr[:addr_bits]))]
+            n.svc_out.append(svc_rd.data)
+            n.sa_out.append(sa_rd.data)
+
+    def _bank(self, m, slot, en, addr, data):
+        """Slot ``slot``'s two memories (one write port and one read port each, so they map
+        to block RAM); returns their read ports."""
+        ports = []
+        for copy in ("svc", "sa"):
+            # no_rw_check: no read whose data is used ever hits the word written in the same
+            # cycle (the state port's writes land a cycle late and collisions with them are
+            # forwarded; the FSM never reads the word it writes), so yosys need not emulate
+            # read-during-write behaviour in logic.
+            mem = Memory(shape=32, depth=self.layout.stride, init=[],
+                         attrs={"no_rw_check": 1})
+            m.submodules[f"{copy}_bank_{slot}"] = mem
+            wr = mem.write_port()
+            m.d.comb += [wr.en.eq(en), wr.addr.eq(addr), wr.data.eq(data)]
+            ports.append(mem.read_port())
+        return ports
+
+    def _service_read(self, m, n):
+        """``n.svc_data``: the word the FSM addressed last cycle (``n.rd_slot``, ``n.rd_off``)."""
+        sel = Signal.like(n.rd_slot)
+        m.d.sync += sel.eq(n.rd_slot)
+        hit = self._landing_hit(m, n, Cat(n.rd_off, n.rd_slot), "svc_landing_hit")
+        n.svc_data = Signal(32)
+        m.d.comb += n.svc_data.eq(Mux(hit, n.landed_data, Array(n.svc_out)[sel]))
+
+    def _state_port_read(self, m, n):
+        """``sa_rd_data``: plain-memory reads, held until the next read."""
+        addr_bits = self.layout.addr_bits
+        fresh = Signal()
+        sel = Signal(self.slot_bits)
+        held = Signal(32)
+        m.d.sync += [fresh.eq(self.sa_rd_en), held.eq(self.sa_rd_data)]
+        with m.If(self.sa_rd_en):
+            m.d.sync += sel.eq(self.sa_rd_addr[addr_bits:])
+        hit = self._landing_hit(m, n, self.sa_rd_addr, "sa_landing_hit")
+        read = Mux(hit, n.landed_data, Array(n.sa_out)[sel])
+        m.d.comb += self.sa_rd_data.eq(Mux(fresh, read, held))
+
+    def _digests(self, m, n):
+        """Each slot's digest takes the XOR deltas of the state-port write landing this cycle
+        and of the service write of last cycle: both show 2 cycles after their write cycle."""
+        # The old value was read from the bank in the write's cycle, unless the previous
+        # write landed on the same word then.
+        old_hit = self._landing_hit(m, n, self.sa_wr_addr, "old_landing_hit", when=n.sa_wr_en)
+        sa_old = Mux(old_hit, n.landed_data, Array(n.sa_out)[n.land_slot])
+        sa_delta = Signal(32)
+        m.d.comb += sa_delta.eq(word_hash(n.land_off, sa_old) ^ word_hash(n.land_off, n.land_data))
         svc_pend = Signal()
-        svc_pend_slot = Signal(self.slot_bits)
-        svc_pend_off = Signal(addr_bits)
-        svc_pend_old = Signal(32)
-        svc_pend_new = Signal(32)
-        m.d.sync += [svc_pend.eq(wr_en), svc_pend_slot.eq(r_slot), svc_pend_off.eq(wr_off),
-                     svc_pend_old.eq(wr_old), svc_pend_new.eq(wr_new)]
+        svc_slot = Signal(self.slot_bits)
+        svc_off = Signal(self.layout.addr_bits)
+        svc_old = Signal(32)
+        svc_new = Signal(32)
+        m.d.sync += [svc_pend.eq(n.wr_en), svc_slot.eq(n.r_slot), svc_off.eq(n.wr_off),
+                     svc_old.eq(n.wr_old), svc_new.eq(n.wr_new)]
         svc_delta = Signal(32)
-        m.d.comb += svc_delta.eq(word_hash(svc_pend_off, svc_pend_old)
-                                 ^ word_hash(svc_pend_off, svc_pend_new))
-        return svc_pend, svc_pend_slot, svc_delta
+        m.d.comb += svc_delta.eq(word_hash(svc_off, svc_old) ^ word_hash(svc_off, svc_new))
+        for slot in range(self.n_slots):
+            digest = self.digest[slot]
+            m.d.sync += digest.eq(digest
+                                  ^ Mux(svc_pend & (svc_slot == slot), svc_delta, 0)
+                                  ^ Mux(n.land_valid & (n.land_slot == slot), sa_delta, 0))
 
     def _dirty_tracking(self, m, n):
         """Per-slot dirty-block bitmaps: marked by service writes, read-and-cleared."""
@@ -305,7 +402,7 @@ class VFUnit(wiring.Component):
         lay, n_slots = self.layout, self.n_slots
         addr_bits = lay.addr_bits
         vec_bits = bits_for(lay.msix_vectors)
-        req, svc_rd, r_slot = self.req.payload, n.svc_rd, n.r_slot
+        req, svc_data, r_slot = self.req.payload, n.svc_data, n.r_slot
         r_op = Signal(2)
         r_addr = Signal(addr_bits)
         r_data = Signal(32)
@@ -319,9 +416,8 @@ class VFUnit(wiring.Component):
         with m.If(elapsed != latency):
             m.d.sync += elapsed.eq(elapsed + 1)
 
-        rd_slot = Signal(self.slot_bits)
-        n.rd_off = rd_off = Signal(addr_bits)
-        m.d.comb += [rd_slot.eq(r_slot), svc_rd.addr.eq(Cat(rd_off, rd_slot))]
+        rd_slot, rd_off = n.rd_slot, n.rd_off
+        m.d.comb += rd_slot.eq(r_slot)
         n.vec_mask = Signal(32)
         m.d.comb += n.vec_mask.eq(Const(1, 32) << vec[:5])
         ctrl_rel = Signal(addr_bits)
@@ -363,7 +459,7 @@ class VFUnit(wiring.Component):
                             m.next = "ACCESS"
 
             with m.State("ACCESS"):
-                old = svc_rd.data
+                old = svc_data
                 new = Signal(32)
                 m.d.comb += new.eq(Mux(r_op == int(Op.WRITE), r_data, old + r_data))
                 with m.If(r_op == int(Op.READ)):
@@ -380,6 +476,7 @@ class VFUnit(wiring.Component):
                         m.next = "REPLAY_PBA"
                     with m.Else():
                         m.next = "RESP"
+                self._wait_for_bank(m, n, "ACCESS", r_addr)
 
             self._msix_states(m, n)
 
@@ -403,7 +500,15 @@ class VFUnit(wiring.Component):
     @staticmethod
     def _write(m, n, offset, old, new):
         """A service write this cycle (``old`` feeds the digest update)."""
-        m.d.comb += [n.wr_en.eq(1), n.wr_off.eq(offset), n.wr_old.eq(old), n.wr_new.eq(new)]
+        m.d.comb += [n.wr_req.eq(1), n.wr_off.eq(offset), n.wr_old.eq(old), n.wr_new.eq(new)]
+
+    @staticmethod
+    def _wait_for_bank(m, n, state, word):
+        """Last in a state that writes: while a state-port write has the slot's bank, stay in
+        ``state`` and read ``word`` (what the state acts on) again."""
+        with m.If(n.wr_stall):
+            m.d.comb += n.rd_off.eq(word)
+            m.next = state
 
     def _next_vector(self, m, n):
         """After one vector: respond, or replay the next one, or finish the replay."""
@@ -418,14 +523,14 @@ class VFUnit(wiring.Component):
     def _msix_states(self, m, n):
         """The MSI-X states of the request FSM: NOTIFY (deliver, or set the pending bit
         when masked or held), REPLAY (deliver a pending vector once unmasked), SEND."""
-        svc_rd, vec, vec_mask, rd_off = n.svc_rd, n.vec, n.vec_mask, n.rd_off
+        svc_data, vec, vec_mask, rd_off = n.svc_data, n.vec, n.vec_mask, n.rd_off
         hold = self.irq_hold.bit_select(n.r_slot, 1)
         pba_word = Signal(32)
         irq_addr = Signal(32)
         irq_data = Signal(32)
         pba = self._pba(vec)
         with m.State("NOTIFY_CTRL"):
-            with m.If((svc_rd.data & MSIX_CTRL_MASK).any() | hold):
+            with m.If((svc_data & MSIX_CTRL_MASK).any() | hold):
                 m.d.comb += rd_off.eq(pba)
                 m.next = "NOTIFY_PBA"
             with m.Else():
@@ -433,37 +538,39 @@ class VFUnit(wiring.Component):
                 m.next = "IRQ_ADDR"
 
         with m.State("NOTIFY_PBA"):
-            with m.If(~(svc_rd.data & vec_mask).any()):
-                self._write(m, n, pba, svc_rd.data, svc_rd.data | vec_mask)
+            with m.If(~(svc_data & vec_mask).any()):
+                self._write(m, n, pba, svc_data, svc_data | vec_mask)
             m.next = "RESP"
+            self._wait_for_bank(m, n, "NOTIFY_PBA", pba)
 
         with m.State("REPLAY_PBA"):
             m.d.comb += rd_off.eq(pba)
             m.next = "REPLAY_BIT"
 
         with m.State("REPLAY_BIT"):
-            m.d.sync += pba_word.eq(svc_rd.data)
-            with m.If((svc_rd.data & vec_mask).any()):
+            m.d.sync += pba_word.eq(svc_data)
+            with m.If((svc_data & vec_mask).any()):
                 m.d.comb += rd_off.eq(self._msix(vec, MSIX_CTRL))
                 m.next = "REPLAY_CTRL"
             with m.Else():
                 self._next_vector(m, n)
 
         with m.State("REPLAY_CTRL"):
-            with m.If((svc_rd.data & MSIX_CTRL_MASK).any() | hold):
+            with m.If((svc_data & MSIX_CTRL_MASK).any() | hold):
                 self._next_vector(m, n)
             with m.Else():
                 self._write(m, n, pba, pba_word, pba_word & ~vec_mask)
                 m.d.comb += rd_off.eq(self._msix(vec, MSIX_ADDR_LO))
                 m.next = "IRQ_ADDR"
+            self._wait_for_bank(m, n, "REPLAY_CTRL", self._msix(vec, MSIX_CTRL))
 
         with m.State("IRQ_ADDR"):
-            m.d.sync += irq_addr.eq(svc_rd.data)
+            m.d.sync += irq_addr.eq(svc_data)
             m.d.comb += rd_off.eq(self._msix(vec, MSIX_DATA))
             m.next = "IRQ_DATA"
 
         with m.State("IRQ_DATA"):
-            m.d.sync += irq_data.eq(svc_rd.data)
+            m.d.sync += irq_data.eq(svc_data)
             m.next = "SEND"
 
         with m.State("SEND"):

@@ -116,13 +116,50 @@ class ImageLayout:
 # An order-independent digest: XOR over words of a non-linear hash of (offset, value).
 # Because XOR composes, both VF units keep it up to date on every write
 # (digest ^= h(a, old) ^ h(a, new)), so it costs no downtime to compare at switchover.
-DIGEST_K1 = 0x9E37_79B1
-DIGEST_K2 = 0x85EB_CA6B
+#
+# word_hash(a, v) = P(v ^ spread(a)): ``spread`` is injective, and P is a chain of invertible
+# 32-bit steps, so for a fixed offset the hash is a bijection of the value (no single-word
+# change cancels) and two offsets never give one value the same hash. P has no multiplier:
+# three adders (carries make it non-linear, so equal bit flips in different words do not
+# cancel), two XOR-of-rotations layers and a closing xorshift (docs/architecture.md).
+DIGEST_OFFSET_SHIFT = 16      # spread(a) = a ^ (a << 16): low offset bits reach the top half
+DIGEST_STEPS = (              # (kind, parameters), applied in order
+    ("add", 0x9E37_79B9),     # x + c
+    ("rotxor", 22, 6),        # x ^ rotl(x, r1) ^ rotl(x, r2)
+    ("shladd", 7),            # x + (x << k): x * (2**k + 1), an odd multiplier
+    ("rotxor", 18, 29),
+    ("shladd", 6),
+    ("xorshr", 16),           # x ^ (x >> k)
+)
+
+
+def rotl32(x: int, r: int) -> int:
+    return ((x << r) | (x >> (32 - r))) & MASK32
+
+
+def digest_step(step: tuple, x: int) -> int:
+    """One step of ``DIGEST_STEPS`` on the 32-bit value ``x``."""
+    kind, *params = step
+    if kind == "add":
+        return (x + params[0]) & MASK32
+    if kind == "rotxor":
+        return x ^ rotl32(x, params[0]) ^ rotl32(x, params[1])
+    if kind == "shladd":
+        return (x + (x << params[0])) & MASK32
+    if kind == "xorshr":
+        return x ^ (x >> params[0])
+    raise ValueError(f"unknown digest step {kind!r}")
+
+
+def spread_offset(offset: int) -> int:
+    return (offset ^ (offset << DIGEST_OFFSET_SHIFT)) & MASK32
 
 
 def word_hash(offset: int, value: int) -> int:
-    x = ((value ^ ((offset * DIGEST_K1) & MASK32)) * DIGEST_K2) & MASK32
-    return x ^ (x >> 15)
+    x = value ^ spread_offset(offset)
+    for step in DIGEST_STEPS:
+        x = digest_step(step, x)
+    return x
 
 
 def image_digest(words) -> int:

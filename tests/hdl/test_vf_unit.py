@@ -6,6 +6,7 @@ import random
 
 import pytest
 from amaranth.hdl import ClockDomain, Fragment, Module, Signal
+from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
 from hdl.vf_unit import VFUnit, word_hash
@@ -177,6 +178,23 @@ def test_word_hash_matches_model():
     sim = Simulator(m)
     sim.add_testbench(bench)
     sim.run()
+
+
+def test_every_memory_is_simple_dual_port():
+    """One write port and one read port per memory: what ECP5 DP16KD and iCE40 SB_RAM40_4K
+    blocks offer (a memory with more ports is built from flip-flops)."""
+    def fragments(fragment):
+        yield fragment
+        for sub, _, _ in fragment.subfragments:
+            yield from fragments(sub)
+
+    dut = VFUnit(LAYOUT, N_SLOTS, service_latency=2)
+    memories = [origin for fragment in fragments(Fragment.get(dut, None))
+                for origin in fragment.origins or () if isinstance(origin, Memory)]
+    assert len(memories) == 2 * N_SLOTS   # per slot: a service copy and a state-port copy
+    for memory in memories:
+        assert (len(memory.write_ports), len(memory.read_ports)) == (1, 1)
+        assert memory.depth == LAYOUT.stride
 
 
 # ---------------------------------------------------------------- request semantics
@@ -599,3 +617,68 @@ def test_state_port_writes_update_digest_not_dirty():
             await h.check_dirty(ctx, slot)
 
     simulate(dut, service, state_port, background=[h.irq_collector])
+
+
+def test_state_port_write_is_seen_by_reads_in_the_next_cycle():
+    """A state-port write lands a cycle late; reads of the word in the next cycle (state port
+    and service) get it by forwarding, as from a plain memory."""
+    dut = VFUnit(LAYOUT, 2, service_latency=2)
+    h = Harness(dut, random.Random(0))
+    addr = LAYOUT.mem_base + 3
+
+    async def bench(ctx):
+        await h.wait_idle(ctx)
+        for value in (0x1111, 0x2222):
+            ctx.set(dut.sa_wr_en, 1)
+            ctx.set(dut.sa_wr_addr, 1 << LAYOUT.addr_bits | addr)
+            ctx.set(dut.sa_wr_data, value)
+            h.golden[1].image[addr] = value
+            await ctx.tick()
+        ctx.set(dut.sa_wr_en, 0)
+        ctx.set(dut.sa_rd_en, 1)
+        ctx.set(dut.sa_rd_addr, 1 << LAYOUT.addr_bits | addr)
+        await ctx.tick()
+        ctx.set(dut.sa_rd_en, 0)
+        assert ctx.get(dut.sa_rd_data) == 0x2222
+        ctx.set(dut.sa_wr_en, 1)
+        ctx.set(dut.sa_wr_data, 0x3333)
+        h.golden[1].image[addr] = 0x3333
+        await ctx.tick()
+        ctx.set(dut.sa_wr_en, 0)
+        assert (await h.request(ctx, 1, Op.READ, addr))[0] == 0x3333
+        h.check_digest_and_count(ctx)
+
+    simulate(dut, bench, background=[h.irq_collector])
+
+
+@pytest.mark.parametrize("sa_slot, waits", [(0, True), (1, False)])
+def test_service_write_waits_while_state_port_writes_its_slot(sa_slot, waits):
+    """The slot's bank has one write port: a service write waits out a state-port burst into
+    the same slot (the DMA cannot be stalled); a burst into another slot costs nothing."""
+    dut = VFUnit(LAYOUT, 2, service_latency=2)
+    h = Harness(dut, random.Random(0))
+    burst, lay = 20, LAYOUT
+
+    async def bench(ctx):
+        await h.wait_idle(ctx)
+        ctx.set(dut.req.valid, 1)   # taken at once: the unit is idle
+        ctx.set(dut.req.payload, {"slot": 0, "op": Op.ADD, "addr": 2, "data": 5, "tag": 1})
+        response_at = None
+        for cycle in range(burst + 8):
+            ctx.set(dut.sa_wr_en, cycle < burst)
+            ctx.set(dut.sa_wr_addr, sa_slot << lay.addr_bits | lay.mem_base + cycle)
+            ctx.set(dut.sa_wr_data, 0xA000 + cycle)
+            if cycle < burst:
+                h.golden[sa_slot].image[lay.mem_base + cycle] = 0xA000 + cycle
+            if response_at is None and ctx.get(dut.resp.valid):
+                response_at = cycle
+            await ctx.tick()
+            ctx.set(dut.req.valid, 0)
+        assert response_at == (burst + 2 if waits else 2)
+        assert (await stream_get(ctx, dut.resp)).data == h.golden[0].request(Op.ADD, 2, 5)[0]
+        await ctx.tick().repeat(2)
+        h.check_digest_and_count(ctx)
+        for slot in range(2):
+            await h.check_dirty(ctx, slot)
+
+    simulate(dut, bench, background=[h.irq_collector])
