@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from model.config import SystemConfig
-from model.state import ImageLayout
+from model.presets import PRESETS
 
 __all__ = ["BOARDS", "Board", "board_named"]
 
@@ -27,15 +27,11 @@ class Board:
                        self.platform)()
 
 
-#: 2 VFs, small images: the configuration of the ECP5-25k board.
-SMALL = SystemConfig(n_vfs=2, host_slots=2, offload_slots=2,
-                     layout=ImageLayout(mem_words=64))
-
 BOARDS = {b.name: b for b in (
-    Board("ulx3s-85f", "ULX3S_85F_Platform", "ulx3s", SystemConfig(), 100.0,
+    Board("ulx3s-85f", "ULX3S_85F_Platform", "ulx3s", PRESETS["default"], 100.0,
           note="ECP5 LFE5U-85F: the default system (8 VFs, 256-word images)"),
-    Board("ulx3s-25f", "ULX3S_25F_Platform", "ulx3s", SMALL, 50.0,
-          note="ECP5 LFE5U-25F: 2 VFs, 64-word images"),
+    Board("ulx3s-25f", "ULX3S_25F_Platform", "ulx3s", PRESETS["small"], 50.0,
+          note="ECP5 LFE5U-25F: the small preset (2 VFs, 81-word images)"),
 )}
 
 

@@ -149,9 +149,13 @@ class FaultChannel(wiring.Component):
             m.d.comb += hit.eq(rng[kind] < getattr(self, f"thr_{kind}"))
         return hit
 
-    def _scaled(self, byte, limit: int):
-        """A value in [0, limit) from 8 random bits, without a divider."""
-        return (byte * limit) >> 8
+    def _scaled(self, byte, limit):
+        """A value in [0, limit) from 8 random bits, without a divider; a constant ``limit``
+        as shifted copies of ``byte`` for its set bits (no DSP block on an FPGA)."""
+        if not isinstance(limit, int):
+            return (byte * limit) >> 8
+        terms = [byte << i for i in range(limit.bit_length()) if limit >> i & 1]
+        return sum(terms[1:], terms[0]) >> 8
 
     def _masks(self, m: Module, rng: dict, hits: dict) -> tuple[Signal, Signal]:
         """The flip mask of this cycle's flit and its number of flipped bits."""

@@ -25,7 +25,7 @@ from model.config import SystemConfig
 from model.link import FaultConfig
 
 from ..fault_channel import FaultChannel, channel_settings
-from ..system.top import LINK_WIDTH, System
+from ..system.top import System
 from .axil_master import AxiLiteMaster
 from .report import ReportPrinter
 from .sequencer import MigrationSequencer
@@ -106,11 +106,12 @@ class SelfTest(wiring.Component):
     def _close_link(self, m, system, faults_on):
         """Each wire through a fault channel whose faults are on while ``faults_on``;
         returns the flits they corrupted or dropped."""
-        settings = channel_settings(SELFTEST_FAULTS, LINK_WIDTH + 1, windows=1)
+        width = self.config.link_width
+        settings = channel_settings(SELFTEST_FAULTS, width + 1, windows=1)
         injected = Signal(32)
         counts = []
         for name, seed in (("h2o", 1), ("o2h", 2)):
-            channel = FaultChannel(LINK_WIDTH, seed=seed, kinds=("ber", "drop"), windows=1)
+            channel = FaultChannel(width, seed=seed, kinds=("ber", "drop"), windows=1)
             m.submodules[f"{name}_wire"] = channel
             tx, rx = getattr(system, f"{name}_tx"), getattr(system, f"{name}_rx")
             m.d.comb += [channel.tx_valid.eq(tx.valid), channel.tx_sop.eq(tx.sop),
