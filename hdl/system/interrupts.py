@@ -119,9 +119,12 @@ class InterruptPath(wiring.Component):
             m.d.comb += [gate.valid.eq(source.valid & allowed), gate.payload.eq(source.payload),
                          source.ready.eq(gate.ready & allowed)]
             gated.append(gate)
+        # The sender of the chosen message, for the trace; a signal of its own because a
+        # field computed from another field of the trace port is a combinational loop at
+        # the port's level (Verilator then evaluates it once, stale: the raiser was wrong).
+        sender = Signal(params.vf_bits)
         self._merge(m, "irq", gated, remap.irq_in,
-                    lambda d, p: [self.irq_trace.raiser.eq(
-                                      Mux(self.irq_trace.raised, slot_vf[d][p.slot], 0)),
+                    lambda d, p: [sender.eq(slot_vf[d][p.slot]),
                                   remap.irq_in.payload.handle.eq(
                                       handle_from_msi_address(p.addr, params.handle_bits)),
                                   remap.irq_in.payload.data.eq(p.data),
@@ -129,7 +132,7 @@ class InterruptPath(wiring.Component):
                                   remap.irq_in.payload.source_slot.eq(p.slot)])
         wiring.connect(m, remap.irq_out, wiring.flipped(self.irq))
         self._commands(m, remap, irqs, src_dev, src_slot)
-        self._trace_and_registers(m, remap)
+        self._trace_and_registers(m, remap, sender)
         return m
 
     def _commands(self, m, remap, irqs, src_dev, src_slot):
@@ -177,18 +180,20 @@ class InterruptPath(wiring.Component):
                     with m.If(remap.ctl.ready & (command == RemapOp.RETARGET)):
                         m.d.sync += [src_dev[v].eq(live_off), src_slot[v].eq(live_slot)]
 
-    def _trace_and_registers(self, m, remap):
+    def _trace_and_registers(self, m, remap, sender):
         # The trace for scoreboards: what the remapper accepted this cycle (fields are zero
-        # in a cycle without the event: no X reaches a scoreboard).
+        # in a cycle without the event: no X reaches a scoreboard). The conditions are
+        # signals of their own, never read back from the trace port (see ``sender``).
         trace = self.irq_trace
-        m.d.comb += [
-            trace.raised.eq(remap.irq_in.valid & remap.irq_in.ready),
-            trace.command.eq(remap.ctl.valid & remap.ctl.ready),
-        ]
-        with m.If(trace.raised):
+        raised, command = Signal(), Signal()
+        m.d.comb += [raised.eq(remap.irq_in.valid & remap.irq_in.ready),
+                     command.eq(remap.ctl.valid & remap.ctl.ready),
+                     trace.raised.eq(raised), trace.command.eq(command)]
+        with m.If(raised):
             m.d.comb += [getattr(trace.raise_, name).eq(getattr(remap.irq_in.payload, name))
                          for name, _ in trace.raise_.shape()]
-        with m.If(trace.command):
+            m.d.comb += trace.raiser.eq(sender)
+        with m.If(command):
             m.d.comb += trace.ctl.eq(remap.ctl.payload)
 
         fault = remap.fault.payload

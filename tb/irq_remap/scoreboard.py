@@ -213,10 +213,10 @@ class IrqScoreboard:
 
     def _flush(self, cycle: int | None) -> None:
         while self._inflight and (cycle is None or self._inflight[0][0] <= cycle):
-            _, rid, ev = self._inflight.popleft()
-            self._execute(rid, ev)
+            at, rid, ev = self._inflight.popleft()
+            self._execute(at, rid, ev)
 
-    def _execute(self, rid: int, ev: RaiseEvent) -> None:
+    def _execute(self, cycle: int, rid: int, ev: RaiseEvent) -> None:
         p, m, t = self.params, self.model, self.totals
         vf, vector = p.split(ev.handle)
         was_held = p.valid(vf, vector) and m.held[vf]
@@ -237,8 +237,9 @@ class IrqScoreboard:
             t.spoof_attempts += 1
             t.spoof_blocked += int(blocked)
             if not blocked:
-                self._error(f"isolation: VF {ev.raiser} at {ev.source_device}/{ev.source_slot} "
-                            f"raised VF {vf} vector {vector} and was not blocked")
+                self._error(f"cycle {cycle}: isolation: VF {ev.raiser} at {ev.source_device}/"
+                            f"{ev.source_slot} raised VF {vf} vector {vector} and was not "
+                            f"blocked")
         elif ev.kind == RaiseKind.ABSENT:
             t.absent_attempts += 1
             if not blocked or result.fault.reason != FaultReason.NOT_PRESENT:

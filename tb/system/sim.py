@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from model.config import SystemConfig
+from model.presets import load_config
 from model.regmap import DowntimePhase
 from model.state import ImageLayout
 from tb.common.runner import (
@@ -172,7 +173,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--sim", default=default_simulator(), help="verilator (default) or "
                         "icarus; the SIM environment variable sets the default")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--vfs", type=int, default=8, help="number of VFs (default 8)")
+    parser.add_argument("--config", default="", help="a preset (default, small) or a JSON "
+                        "file of SystemConfig fields, instead of --vfs, --mem-words and "
+                        "the slot counts")
+    parser.add_argument("--vfs", type=int, default=None, help="number of VFs (default 8)")
     parser.add_argument("--policy", default=None, help="vfmanager (default), seed, static: "
                         "the closed loop; plan: a scripted list of migrations")
     parser.add_argument("--policy-params", default="", help="policy parameters, e.g. "
@@ -193,9 +197,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--plan", default="", help="explicit plan, e.g. "
                         "'0:pre,1:abort,2:invalid,0:stop:probe' (modes pre, stop, abort, "
                         "invalid; ':probe' adds an illegal request mid-migration)")
-    parser.add_argument("--mem-words", type=int, default=256, help="VF memory words")
+    parser.add_argument("--mem-words", type=int, default=None,
+                        help="VF memory words (default 256)")
     parser.add_argument("--host-slots", type=int, default=None)
-    parser.add_argument("--offload-slots", type=int, default=4)
+    parser.add_argument("--offload-slots", type=int, default=None, help="(default 4)")
     parser.add_argument("--idle", type=float, default=Knobs.idle_prob,
                         help="request-stream idle probability per cycle")
     parser.add_argument("--ber", type=float, default=DEFAULT_BER,
@@ -214,10 +219,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _config(args) -> SystemConfig:
+    sizes = {"vfs": args.vfs, "host_slots": args.host_slots,
+             "offload_slots": args.offload_slots, "mem_words": args.mem_words}
+    given = {name: value for name, value in sizes.items() if value is not None}
+    if args.config:
+        if given:
+            raise ValueError(f"--config {args.config} sets the sizes: leave out "
+                             f"{', '.join('--' + n.replace('_', '-') for n in given)}")
+        return load_config(args.config)
+    return make_config(**given)
+
+
 def _plan_and_config(args, policy: str) -> tuple[SystemConfig, list]:
     """The configuration and plan the arguments ask for, every knob checked
     (ValueError, OSError: one line each)."""
-    config = make_config(args.vfs, args.host_slots, args.offload_slots, args.mem_words)
+    config = _config(args)
     Knobs(ber=args.ber, drop_rate=args.drop_rate, dup_rate=args.dup_rate,
           burst_rate=args.burst_rate, link_down=args.link_down).link_faults()  # checks
     if policy == "plan":
