@@ -32,7 +32,11 @@ from model.state import (
     zero_image_digest,
 )
 
-__all__ = ["VFUnit", "word_hash", "popcount"]
+__all__ = ["DIGEST_LATENCY", "VFUnit", "word_hash", "popcount"]
+
+#: Cycles from a write to its change in the slot's digest, at most: 4 for a state-port
+#: write (it lands a cycle late), 3 for a service write.
+DIGEST_LATENCY = 4
 
 
 def word_hash(offset, value):
@@ -111,7 +115,8 @@ class VFUnit(wiring.Component):
         Dirty blocks per slot: the bitmap's population count, exact every cycle.
     digest : Out(ArrayLayout(32, n_slots))
         Per slot, ``model.state.image_digest`` of its image words [0, image_words). A write
-        of either kind is included 2 cycles after the write cycle.
+        of either kind is included at most ``DIGEST_LATENCY`` (4) cycles after its write
+        cycle (a service write: 3).
     quiesce : In(n_slots)
         Stop accepting requests for the slot.
     idle : Out(n_slots)
@@ -329,28 +334,40 @@ class VFUnit(wiring.Component):
         m.d.comb += self.sa_rd_data.eq(Mux(fresh, read, held))
 
     def _digests(self, m, n):
-        """Each slot's digest takes the XOR deltas of the state-port write landing this cycle
-        and of the service write of last cycle: both show 2 cycles after their write cycle."""
+        """Each slot's digest takes the XOR deltas of the state-port and service writes,
+        ``DIGEST_LATENCY`` cycles after their write cycle. Pipelined for the clock: the old
+        word read from a block RAM is registered before it is hashed, and the deltas are
+        registered before they reach the digests (so ``DIGEST_LATENCY``) (a block RAM read, the hash's three
+        adders and the digest XOR in one cycle made 44 MHz on an ECP5)."""
         # The old value was read from the bank in the write's cycle, unless the previous
         # write landed on the same word then.
         old_hit = self._landing_hit(m, n, self.sa_wr_addr, "old_landing_hit", when=n.sa_wr_en)
-        sa_old = Mux(old_hit, n.landed_data, Array(n.sa_out)[n.land_slot])
-        sa_delta = Signal(32)
-        m.d.comb += sa_delta.eq(word_hash(n.land_off, sa_old) ^ word_hash(n.land_off, n.land_data))
-        svc_pend = Signal()
-        svc_slot = Signal(self.slot_bits)
-        svc_off = Signal(self.layout.addr_bits)
-        svc_old = Signal(32)
-        svc_new = Signal(32)
-        m.d.sync += [svc_pend.eq(n.wr_en), svc_slot.eq(n.r_slot), svc_off.eq(n.wr_off),
-                     svc_old.eq(n.wr_old), svc_new.eq(n.wr_new)]
-        svc_delta = Signal(32)
-        m.d.comb += svc_delta.eq(word_hash(svc_off, svc_old) ^ word_hash(svc_off, svc_new))
+        sa = {"valid": Signal(name="sa_hash_valid"), "slot": Signal(self.slot_bits),
+              "off": Signal(self.layout.addr_bits), "old": Signal(32), "new": Signal(32)}
+        m.d.sync += [sa["valid"].eq(n.land_valid), sa["slot"].eq(n.land_slot),
+                     sa["off"].eq(n.land_off), sa["new"].eq(n.land_data),
+                     sa["old"].eq(Mux(old_hit, n.landed_data, Array(n.sa_out)[n.land_slot]))]
+        svc = {"valid": Signal(name="svc_hash_valid"), "slot": Signal(self.slot_bits),
+               "off": Signal(self.layout.addr_bits), "old": Signal(32), "new": Signal(32)}
+        m.d.sync += [svc["valid"].eq(n.wr_en), svc["slot"].eq(n.r_slot),
+                     svc["off"].eq(n.wr_off), svc["old"].eq(n.wr_old), svc["new"].eq(n.wr_new)]
+        deltas = [self._registered_delta(m, sa, "sa"), self._registered_delta(m, svc, "svc")]
         for slot in range(self.n_slots):
             digest = self.digest[slot]
-            m.d.sync += digest.eq(digest
-                                  ^ Mux(svc_pend & (svc_slot == slot), svc_delta, 0)
-                                  ^ Mux(n.land_valid & (n.land_slot == slot), sa_delta, 0))
+            update = digest
+            for valid, at, delta in deltas:
+                update = update ^ Mux(valid & (at == slot), delta, 0)
+            m.d.sync += digest.eq(update)
+
+    def _registered_delta(self, m, write, name):
+        """(valid, slot, delta) registered: the change one write makes to its slot's digest."""
+        valid = Signal(name=f"{name}_delta_valid")
+        slot = Signal(self.slot_bits, name=f"{name}_delta_slot")
+        delta = Signal(32, name=f"{name}_delta")
+        m.d.sync += [valid.eq(write["valid"]), slot.eq(write["slot"]),
+                     delta.eq(word_hash(write["off"], write["old"])
+                              ^ word_hash(write["off"], write["new"]))]
+        return valid, slot, delta
 
     def _dirty_tracking(self, m, n):
         """Per-slot dirty-block bitmaps: marked by service writes, read-and-cleared."""

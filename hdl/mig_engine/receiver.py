@@ -13,7 +13,11 @@ from model.vfio import DeviceState
 
 from ..formats import ChunkBeat, DmaStatus, bits_for, descriptor_layout
 from ..migproto import malformed_event_layout, message_header_layout
+from ..vf_unit import DIGEST_LATENCY
 from .vf_table import table_write_layout
+
+#: Cycles a control message waits in DISPATCH: the last DMA write reaches the digest first.
+SETTLE = DIGEST_LATENCY + 1
 
 S = DeviceState
 
@@ -44,8 +48,9 @@ class TargetReceiver(wiring.Component):
     ev_accept, ev_reject, ev_commit_ack, ev_abort_ack : Out(1); ev_reason : Out(4)
     remote_abort : Out(1); remote_reason : Out(4)   the target aborted the outgoing VF
 
-    Latency: a header is taken the cycle it is valid; a control message is acted on three
-    or more cycles later (the VF unit updates a digest two cycles after a DMA write), after
+    Latency: a header is taken the cycle it is valid; a control message is acted on
+    ``DIGEST_LATENCY + 1`` or more cycles later (the VF unit's digest follows a DMA write
+    within ``DIGEST_LATENCY`` cycles), after
     the previous reply has left; a STATE_DATA payload streams at one word per cycle.
     """
 
@@ -81,7 +86,7 @@ class TargetReceiver(wiring.Component):
         self.tgt_data_error = Signal()
         incoming = self.header.payload
         self.hdr = hdr = Signal.like(incoming)             # the message being handled
-        self.settle = Signal(2)
+        self.settle = Signal(range(SETTLE + 1))
 
         # A chunk of the incoming image that the decoder dropped for its framing or CRC (its
         # header was sound, so its VF id is) is lost: the image is refused at SWITCHOVER
@@ -102,9 +107,9 @@ class TargetReceiver(wiring.Component):
             self._header_and_data(m)
             with m.State("DISPATCH"):
                 # Wait for the previous reply to leave and for the last DMA write to reach
-                # the slot's digest (the VF unit updates it two cycles after a write).
-                m.d.sync += self.settle.eq(self.settle + (self.settle != 3))
-                with m.If(~self.reply.valid & (self.settle == 3)):
+                # the slot's digest (``DIGEST_LATENCY`` cycles after the write, at most).
+                m.d.sync += self.settle.eq(self.settle + (self.settle != SETTLE))
+                with m.If(~self.reply.valid & (self.settle == SETTLE)):
                     m.next = "HEADER"
                     self._dispatch(m)
 

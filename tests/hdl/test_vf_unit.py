@@ -9,7 +9,7 @@ from amaranth.hdl import ClockDomain, Fragment, Module, Signal
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
-from hdl.vf_unit import VFUnit, word_hash
+from hdl.vf_unit import DIGEST_LATENCY, VFUnit, word_hash
 from model.state import MSIX_ADDR_LO, MSIX_CTRL, MSIX_DATA, GoldenVF, ImageLayout, Op, image_digest
 from model.state import word_hash as model_word_hash
 from tb.vf_unit.stimulus import random_request
@@ -80,10 +80,12 @@ class Harness:
         assert (resp.data, resp.error) == (exp_data, int(exp_error)), what
         assert self.irqs == self.expected_irqs, what
         if self.check_each_response:
-            self.check_digest_and_count(ctx, what)
+            await self.check_digest_and_count(ctx, what)
         return resp.data, resp.error
 
-    def check_digest_and_count(self, ctx, what: str = "") -> None:
+    async def check_digest_and_count(self, ctx, what: str = "") -> None:
+        """After the last write's delta reached its digest (``DIGEST_LATENCY``)."""
+        await ctx.tick().repeat(DIGEST_LATENCY)
         digests = ctx.get(self.dut.digest)
         counts = ctx.get(self.dut.dirty_count)
         for slot, golden in enumerate(self.golden):
@@ -108,7 +110,7 @@ class Harness:
         await self.wait_idle(ctx)
         await ctx.tick().repeat(2)  # the last replay write reaches the digest
         assert self.irqs == self.expected_irqs
-        self.check_digest_and_count(ctx, f"irq_hold={mask:#b}")
+        await self.check_digest_and_count(ctx, f"irq_hold={mask:#b}")
 
     async def read_dirty(self, ctx, slot: int) -> set[int]:
         dut, blocks = self.dut, set()
@@ -213,7 +215,7 @@ def test_random_requests_match_golden(layout, n_slots, seed, irq_backpressure, r
     h = Harness(dut, rng, irq_backpressure, resp_delay)
 
     async def bench(ctx):
-        h.check_digest_and_count(ctx, "reset")
+        await h.check_digest_and_count(ctx, "reset")
         hold = 0
         for _ in range(600):
             await h.request(ctx, *h.random_request())
@@ -229,7 +231,7 @@ def test_random_requests_match_golden(layout, n_slots, seed, irq_backpressure, r
                 await ctx.tick().repeat(2)
                 ctx.set(dut.dirty_clear, 0)
                 h.golden[slot].dirty.clear()
-                h.check_digest_and_count(ctx, "dirty_clear")
+                await h.check_digest_and_count(ctx, "dirty_clear")
         await h.set_hold(ctx, 0)
         for slot in range(n_slots):
             await h.check_dirty(ctx, slot)
@@ -332,7 +334,7 @@ def test_invalid_slot_is_an_error():
                                         "tag": 7})
         resp = await stream_get(ctx, dut.resp)
         assert (resp.slot, resp.tag, resp.error, resp.data) == (3, 7, 1, 0)
-        h.check_digest_and_count(ctx)
+        await h.check_digest_and_count(ctx)
 
     simulate(dut, bench, background=[h.irq_collector])
 
@@ -360,7 +362,7 @@ def test_reset_sweeps_memory_to_match_digest():
         assert ctx.get(dut.idle) == 0 and not ctx.get(dut.req.ready)
         h.golden = [GoldenVF(LAYOUT) for _ in range(2)]
         await h.wait_idle(ctx)
-        h.check_digest_and_count(ctx, "after reset")
+        await h.check_digest_and_count(ctx, "after reset")
         for addr in (0, LAYOUT.pba_base, LAYOUT.image_words - 1):
             await h.request(ctx, 1, Op.READ, addr)
 
@@ -558,8 +560,7 @@ def test_state_port_write_to_missing_slot_is_dropped():
         ctx.set(dut.sa_wr_data, 0x1234)
         await ctx.tick()
         ctx.set(dut.sa_wr_en, 0)
-        await ctx.tick().repeat(2)
-        h.check_digest_and_count(ctx)
+        await h.check_digest_and_count(ctx)
         assert (await h.request(ctx, 0, Op.READ, 5))[0] == 0
 
     simulate(dut, bench, background=[h.irq_collector])
@@ -600,8 +601,7 @@ def test_state_port_writes_update_digest_not_dirty():
             state["writes"] += 1
             await ctx.tick()
         ctx.set(dut.sa_wr_en, 0)
-        await ctx.tick().repeat(2)
-        h.check_digest_and_count(ctx, "after state-port writes")
+        await h.check_digest_and_count(ctx, "after state-port writes")
         assert state["writes"] > 100
         # read everything back through the state port, one word per cycle, pipelined
         addrs = [(s, a) for s in range(N_SLOTS) for a in range(lay.image_words)]
@@ -646,7 +646,7 @@ def test_state_port_write_is_seen_by_reads_in_the_next_cycle():
         await ctx.tick()
         ctx.set(dut.sa_wr_en, 0)
         assert (await h.request(ctx, 1, Op.READ, addr))[0] == 0x3333
-        h.check_digest_and_count(ctx)
+        await h.check_digest_and_count(ctx)
 
     simulate(dut, bench, background=[h.irq_collector])
 
@@ -676,8 +676,7 @@ def test_service_write_waits_while_state_port_writes_its_slot(sa_slot, waits):
             ctx.set(dut.req.valid, 0)
         assert response_at == (burst + 2 if waits else 2)
         assert (await stream_get(ctx, dut.resp)).data == h.golden[0].request(Op.ADD, 2, 5)[0]
-        await ctx.tick().repeat(2)
-        h.check_digest_and_count(ctx)
+        await h.check_digest_and_count(ctx)
         for slot in range(2):
             await h.check_dirty(ctx, slot)
 
