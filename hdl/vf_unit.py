@@ -337,8 +337,8 @@ class VFUnit(wiring.Component):
         """Each slot's digest takes the XOR deltas of the state-port and service writes,
         ``DIGEST_LATENCY`` cycles after their write cycle. Pipelined for the clock: the old
         word read from a block RAM is registered before it is hashed, and the deltas are
-        registered before they reach the digests (so ``DIGEST_LATENCY``) (a block RAM read, the hash's three
-        adders and the digest XOR in one cycle made 44 MHz on an ECP5)."""
+        registered before they reach the digests: a block RAM read, the hash's three adders
+        and the digest XOR in one cycle made 44 MHz on an ECP5."""
         # The old value was read from the bank in the write's cycle, unless the previous
         # write landed on the same word then.
         old_hit = self._landing_hit(m, n, self.sa_wr_addr, "old_landing_hit", when=n.sa_wr_en)
