@@ -112,9 +112,15 @@ class LinkTransmitter(wiring.Component):
         timer_fired = timer >= p.replay_timeout
         nak = 0 if self._fault_inject == "ignore_nak" else rb.nak
         replay_now = nak | timer_fired
-        behind = mod_seq(send_seq - rb.tail_next) > p.replay_slots
+        # The go-back acts a cycle after its NAK or timeout, from the registered tail: the
+        # ACK's sequence arithmetic and the replay buffer's read address in one cycle were
+        # the slowest path of the FPGA build (45 MHz on an ECP5). A packet the ACK of that
+        # cycle frees may be sent once more; the receiver drops it as a duplicate.
+        replay = Signal()
+        m.d.sync += replay.eq(replay_now)
+        behind = mod_seq(send_seq - rb.tail) > p.replay_slots
         send_seq_next = Signal(SEQ_BITS)
-        m.d.comb += send_seq_next.eq(Mux(replay_now | behind, rb.tail_next, send_seq))
+        m.d.comb += send_seq_next.eq(Mux(replay | behind, rb.tail, send_seq))
         m.d.sync += send_seq.eq(send_seq_next)
         with m.If((tx_hi == rb.tail_next) | rb.progress | replay_now):
             m.d.sync += timer.eq(0)
