@@ -12,7 +12,8 @@ Asserted:
 * **replay**: after a NAK or a replay timeout (``tx_timeouts``), the first DATA frame the
   transmitter starts is the oldest unacknowledged packet (the NAK's ``seq + 1``), unless an
   ACK acknowledged that one meanwhile; frames already in the sender's two-stage pipeline
-  when the NAK came are not counted;
+  when the NAK came, and the one started in its cycle (the go-back acts a cycle late), are
+  not counted;
 * the wire never carries a packet newer than the next new one (no packet skipped);
 * **replay buffer**: at most ``replay_slots`` packets filled and unacknowledged, a beat is
   written only into a slot whose packet was acknowledged (never overflows), and every DATA
@@ -124,16 +125,18 @@ class LinkTransmitterHarness(wiring.Component):
         m.d.comb += Assert(~data_sop | (mod_seq(sent_hi - head.seq) < HALF))
         with m.If(data_sop & (head.seq == sent_hi)):
             m.d.sync += sent_hi.eq(sent_hi + 1)
-        # A replay event of cycle t binds the frames the sender starts from t on; their
-        # first flit is on the wire two cycles later (stage 2, then the wire register).
+        # A replay event of cycle t binds the frames the sender starts from t + 1 on (the
+        # go-back acts a cycle late, from the registered tail); their first flit is on the
+        # wire two cycles after they start (stage 2, then the wire register).
         event = (self.ack_valid & self.ack_nak) | dut.events.tx_timeouts
-        ev = [Signal(name=f"replay_ev_{i}") for i in range(2)]
-        ev_from = [Signal(SEQ_BITS, name=f"replay_from_{i}") for i in range(2)]
+        ev = [Signal(name=f"replay_ev_{i}") for i in range(3)]
+        ev_from = [Signal(SEQ_BITS, name=f"replay_from_{i}") for i in range(3)]
         owed, owed_from = Signal(), Signal(SEQ_BITS)
-        m.d.sync += [ev[0].eq(event), ev_from[0].eq(tail_next),
-                     ev[1].eq(ev[0]), ev_from[1].eq(ev_from[0])]
-        owed_now = owed | ev[1]
-        from_now = Mux(ev[1], ev_from[1], owed_from)
+        m.d.sync += [ev[0].eq(event), ev_from[0].eq(tail_next)]
+        m.d.sync += [ev[i + 1].eq(ev[i]) for i in range(2)]
+        m.d.sync += [ev_from[i + 1].eq(ev_from[i]) for i in range(2)]
+        owed_now = owed | ev[2]
+        from_now = Mux(ev[2], ev_from[2], owed_from)
         m.d.sync += [owed.eq(owed_now & ~data_sop), owed_from.eq(from_now)]
         m.d.comb += Assert(~(data_sop & owed_now) | (head.seq == from_now) | behind(from_now))
         # The payload flit follows the header flit.
@@ -149,7 +152,7 @@ class LinkTransmitterHarness(wiring.Component):
             Assert(~prev_sop | (tx.valid & ~tx.sop & (tx.flit == slot.data)
                                 & (prev_head.tc == slot.tc) & (prev_head.eom == slot.eom)
                                 & (prev_head.length == 1))),
-            Cover(data_sop & owed_now & (head.seq == from_now) & ev[1] & ev_from[1].any()),
+            Cover(data_sop & owed_now & (head.seq == from_now) & ev[2] & ev_from[2].any()),
             Cover(data_sop & owed_now & (head.seq != sent_hi)),
             Cover(dut.events.tx_timeouts & (sent_hi != tail)),
             Cover(prev_sop & (prev_head.tc == TrafficClass.MIG) & (prev_seq == 1)),
@@ -157,5 +160,5 @@ class LinkTransmitterHarness(wiring.Component):
 
 
 BLOCK = FormalBlock("link_transmitter", LinkTransmitterHarness, depth=16, prove_depth=None,
-                    cover_depth=16, faults=("ignore_nak", "drop_oldest"), test_depth=9,
+                    cover_depth=16, faults=("ignore_nak", "drop_oldest"), test_depth=10,
                     script=("memory_map", "opt -fast"))
