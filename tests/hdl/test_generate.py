@@ -51,12 +51,10 @@ def test_config_file_is_named_after_its_stem(tmp_path):
     assert sidecar["parameters"]["config"] == load_config(str(path)).to_dict()
 
 
+# What each bad configuration says is load_config's (tests/model/test_presets.py); here: the
+# command prints it as one line, exits 2 and writes nothing.
 @pytest.mark.parametrize(("spec", "text", "message"), [
     ("tiny", None, "error: unknown preset 'tiny': choose default, small or a JSON file"),
-    ("missing.json", None, "error: cannot read configuration "),
-    ("bad.json", "[1,", "error: configuration "),
-    ("key.json", '{"n_vfs": 2, "slots": 2}', "error: SystemConfig has no field 'slots': "
-                                              "valid fields are n_vfs, host_slots,"),
     ("value.json", '{"link_width": 48}',
      "error: SystemConfig link_width must be one of 32, 64, 128, 256, not 48"),
 ])
