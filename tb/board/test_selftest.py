@@ -120,3 +120,9 @@ def test_selftest_passes_on_the_default_board(sim: str) -> None:
     run_selftest(sim, "ulx3s-85f")
 
 
+
+
+@pytest.mark.slow
+def test_selftest_catches_a_corrupted_state_write_on_the_default_board() -> None:
+    _available("verilator")
+    run_selftest("verilator", "ulx3s-85f", "corrupt_state_write")
