@@ -117,8 +117,20 @@ def run_board(board: Board, out: Path) -> dict:
     parsed = parse_nextpnr_log(log.read_text() if log.exists() else "")
     fits = fits and (out / "top.bit").exists()
     report = _report(board, platform, parsed, fits, time.monotonic() - start)
+    report["error"] = None if fits else _first_error(out)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _first_error(out: Path) -> str:
+    """The first ``ERROR:`` line of the Yosys, then the nextpnr log, with the log's name."""
+    for name in ("top.rpt", "top.tim"):
+        log = out / name
+        text = log.read_text(errors="replace") if log.exists() else ""
+        for line in text.splitlines():
+            if line.startswith("ERROR:"):
+                return f"{name}: {line}"
+    return "no bitstream and no ERROR line in top.rpt or top.tim"
 
 
 def print_report(r: dict) -> None:
@@ -131,6 +143,8 @@ def print_report(r: dict) -> None:
             ("BRAM (DP16KD)", frac(r["bram"], r["bram_capacity"])), ("DSP", str(r["dsp"])),
             ("Fmax", f"{r['fmax_mhz']} MHz (target {r['target_mhz']} MHz)"),
             ("result", verdict), ("seconds", str(r["seconds"]))]
+    if r.get("error"):
+        rows.append(("error", r["error"]))
     for name, value in rows:
         print(f"  {name:<14} {value}")
 
@@ -150,7 +164,8 @@ def main(argv=None) -> int:
     reports = {}
     for board in boards:
         reports[board.name] = report = run_board(board, args.out / board.name)
-        print(f"fpga: {board.name} -> {args.out / board.name}/top.bit, report.json")
+        built = "top.bit, report.json" if report["fits"] else "report.json"
+        print(f"fpga: {board.name} -> {args.out / board.name}/{built}")
         print_report(report)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from fpga.boards import BOARDS, board_named
-from fpga.build import find_tools, parse_nextpnr_log
+from fpga.build import _first_error, find_tools, parse_nextpnr_log
 from hdl.board.pll import ecp5_pll_settings
 
 NEXTPNR_TAIL = """\
@@ -35,6 +35,15 @@ def test_the_log_parser_takes_the_last_table_and_the_final_fmax():
 
 def test_a_log_without_timing_is_no_pass():
     assert parse_nextpnr_log("ERROR: Unable to place cell")["timing_pass"] is False
+
+
+def test_a_failed_build_names_the_first_error_line_and_its_log(tmp_path):
+    (tmp_path / "top.rpt").write_text("2.46 Executing ABC9.\nERROR: Assert `x' failed in "
+                                      "rtlil.cc:3091.\nERROR: second\n")
+    assert _first_error(tmp_path) == "top.rpt: ERROR: Assert `x' failed in rtlil.cc:3091."
+    (tmp_path / "top.rpt").write_text("fine\n")
+    (tmp_path / "top.tim").write_text("ERROR: Unable to place cell 'x'\n")
+    assert _first_error(tmp_path) == "top.tim: ERROR: Unable to place cell 'x'"
 
 
 @pytest.mark.parametrize(("fin", "fout"), [(25, 100), (25, 50), (12, 60)])
