@@ -19,6 +19,9 @@ class Board:
     config: SystemConfig = field(default_factory=SystemConfig)
     target_mhz: float = 100.0
     reset_button: str = "button_pwr"    # active-low on the ULX3S (PinsN): held = reset
+    #: LUT mapping: "abc9" (synth_ecp5's own) or "abc" (classic ABC, for a design whose
+    #: ABC9 reintegration crashes YoWASP Yosys 0.70: docs/fpga.md)
+    lut_mapping: str = "abc9"
     note: str = ""
 
     def make_platform(self):
@@ -29,6 +32,7 @@ class Board:
 
 BOARDS = {b.name: b for b in (
     Board("ulx3s-85f", "ULX3S_85F_Platform", "ulx3s", PRESETS["default"], 100.0,
+          lut_mapping="abc",
           note="ECP5 LFE5U-85F: the default system (8 VFs, 256-word images)"),
     Board("ulx3s-25f", "ULX3S_25F_Platform", "ulx3s", PRESETS["small"], 50.0,
           note="ECP5 LFE5U-25F: the small preset (2 VFs, 81-word images)"),

@@ -59,12 +59,26 @@ def parse_yosys_cells(text: str) -> dict[str, int]:
             for count, name in re.findall(r"^\s+(\d+)\s+([A-Z][A-Z0-9_]+)\s*$", tail, re.M)}
 
 
+# synth_ecp5 with classic ABC instead of ABC9 for the LUTs (Yosys 0.70 has no -noabc9): up
+# to the LUT mapping, then ABC (LUT4 and the LUT5-7 muxes), then the cell mapping; the
+# template's own synth_ecp5 call is then left only its final check.
+ABC_FLOW = ("synth_ecp5 -top top -run :map_luts\n"
+            "techmap -map +/lattice/latches_map.v\n"
+            "abc -lut 4:7 -dress\n"
+            "clean\n"
+            "synth_ecp5 -top top -run map_cells:check")
+
+
 def prepare_board(board: Board, platform):
     from hdl.board.top import BoardTop
 
+    flow = {}
+    if board.lut_mapping == "abc":
+        flow = {"script_after_read": ABC_FLOW, "synth_opts": "-run check:"}
     # prepare + execute, not build(): build() also demands the board's programmer
     # (openFPGALoader), which a bitstream build does not need.
-    return platform.prepare(BoardTop(board), "top", script_after_read=SCRIPT_AFTER_READ,
+    return platform.prepare(BoardTop(board), "top",
+                            **({"script_after_read": SCRIPT_AFTER_READ} | flow),
                             nextpnr_opts="--timing-allow-fail --seed 1")
 
 

@@ -1,7 +1,7 @@
 """The transmit side of a link port: packet fill, replay decision and the flit sender."""
 
 # No ``from __future__ import annotations``: wiring.Component reads the member annotations.
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -102,8 +102,12 @@ class LinkTransmitter(wiring.Component):
         return m
 
     def slot_base(self, seq):
-        """First row of the slot of sequence number ``seq``."""
-        return seq[:self.params.replay_slots.bit_length() - 1] * self.params.slot_rows
+        """First row of the slot of sequence number ``seq``: a table of the slots' bases,
+        not a multiplier (Yosys put each ``slot * slot_rows`` into a DSP block)."""
+        p = self.params
+        bases = Array(Const(slot * p.slot_rows, range(p.replay_slots * p.slot_rows))
+                      for slot in range(p.replay_slots))
+        return bases[seq[:p.replay_slots.bit_length() - 1]]
 
     def _replay_control(self, m, rb, s2, send_seq, tx_hi):
         """The replay timer and the go-back-N decision; returns the packet to send next."""

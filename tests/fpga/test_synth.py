@@ -19,6 +19,11 @@ def test_every_board_top_elaborates_on_its_platform(name):
     plan = prepare_board(board, board.make_platform())   # pins, PLL, RTLIL, scripts
     assert "EHXPLLL" in plan.files["top.il"]
     assert 'LOCATE COMP "uart_0__tx' in plan.files["top.lpf"]
+    script = plan.files["top.ys"]
+    if board.lut_mapping == "abc":    # classic ABC maps the LUTs, synth_ecp5 the rest
+        assert "abc -lut 4:7" in script and "synth_ecp5 -run check: -top top" in script
+    else:
+        assert "abc9.verify 0" in script and "synth_ecp5  -top top" in script
 
 
 # About 3 minutes: before the block-RAM VF unit and the adder digest it took 6 minutes and
