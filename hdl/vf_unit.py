@@ -32,11 +32,12 @@ from model.state import (
     zero_image_digest,
 )
 
-__all__ = ["DIGEST_LATENCY", "VFUnit", "word_hash", "popcount"]
+__all__ = ["DIGEST_LATENCY", "SERVICE_DIGEST_LATENCY", "VFUnit", "word_hash", "popcount"]
 
-#: Cycles from a write to its change in the slot's digest, at most: 4 for a state-port
-#: write (it lands a cycle late), 3 for a service write.
-DIGEST_LATENCY = 4
+#: Cycles from a write to its change in the slot's digest: 3 for a service write, 4 for a
+#: state-port write (it lands a cycle late). DIGEST_LATENCY bounds both.
+SERVICE_DIGEST_LATENCY = 3
+DIGEST_LATENCY = SERVICE_DIGEST_LATENCY + 1
 
 
 def word_hash(offset, value):

@@ -15,6 +15,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from hdl.formats import irq_layout, vf_request_layout, vf_response_layout
+from hdl.vf_unit import DIGEST_LATENCY, SERVICE_DIGEST_LATENCY
 from model.state import (
     GoldenVF,
     Op,
@@ -142,18 +143,22 @@ class TB:
             cocotb.start_soon(self._check_next_cycle(f"after {req}"))
 
     async def _check_next_cycle(self, what: str) -> None:
-        # The response is taken at the coming edge; its writes are in the digest one cycle on.
-        await RisingEdge(self.dut.clk)
+        # The response is taken at the coming edge, at least a cycle after its write; the
+        # write is in the digest SERVICE_DIGEST_LATENCY cycles after it, before the next
+        # request's write is.
+        for _ in range(SERVICE_DIGEST_LATENCY - 1):
+            await RisingEdge(self.dut.clk)
         await ReadOnly()
         self.check_state(what)
 
     async def quiet(self) -> None:
-        """Wait until every request is answered and the unit is idle."""
+        """Wait until every request is answered, the unit is idle and its last write
+        (a state-port write too) is in the digest."""
         full = (1 << self.n_slots) - 1
         while self.in_flight or int(self.dut.idle.value) != full:
             await RisingEdge(self.dut.clk)
             await ReadOnly()
-        await ClockCycles(self.dut.clk, 3)
+        await ClockCycles(self.dut.clk, DIGEST_LATENCY)
 
     # -------------------------------------------------------------- stimulus
     def random_request(self, addr_limit: int | None = None) -> dict:
