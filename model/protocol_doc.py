@@ -266,7 +266,9 @@ def link_layer() -> list[str]:
               "sequence gap on a DATA frame schedules one NAK (`seq` = last packet received in "
               "order); no further NAK until a packet is accepted. Bad DLLPs are dropped.",
               "- On a NAK the transmitter drops the acknowledged packets and, after the frame "
-              "it is sending, resends every unacknowledged one in order. The replay timer "
+              "it is sending (and at most one more started in the NAK's cycle: the go-back "
+              "acts a cycle late, for the clock), resends every unacknowledged one in order. "
+              "The replay timer "
               "does the same after `replay_timeout` cycles without ACK progress, counting only "
               "while no packet is on the wire, so lost ACKs, NAKs and tail packets are "
               "recovered.",
