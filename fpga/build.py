@@ -72,13 +72,12 @@ ABC_FLOW = ("synth_ecp5 -top top -run :map_luts\n"
 def prepare_board(board: Board, platform):
     from hdl.board.top import BoardTop
 
-    flow = {}
+    synthesis = {"script_after_read": SCRIPT_AFTER_READ}
     if board.lut_mapping == "abc":
-        flow = {"script_after_read": ABC_FLOW, "synth_opts": "-run check:"}
+        synthesis = {"script_after_read": ABC_FLOW, "synth_opts": "-run check:"}
     # prepare + execute, not build(): build() also demands the board's programmer
     # (openFPGALoader), which a bitstream build does not need.
-    return platform.prepare(BoardTop(board), "top",
-                            **({"script_after_read": SCRIPT_AFTER_READ} | flow),
+    return platform.prepare(BoardTop(board), "top", **synthesis,
                             nextpnr_opts="--timing-allow-fail --seed 1")
 
 

@@ -336,23 +336,17 @@ class VFUnit(wiring.Component):
 
     def _digests(self, m, n):
         """Each slot's digest takes the XOR deltas of the state-port and service writes,
-        ``DIGEST_LATENCY`` cycles after their write cycle. Pipelined for the clock: the old
-        word read from a block RAM is registered before it is hashed, and the deltas are
-        registered before they reach the digests: a block RAM read, the hash's three adders
-        and the digest XOR in one cycle made 44 MHz on an ECP5."""
+        ``DIGEST_LATENCY`` and ``SERVICE_DIGEST_LATENCY`` cycles after their write cycles.
+        Pipelined for the clock (``_write_delta``): a block RAM read, the hash's three
+        adders and the digest XOR in one cycle made 44 MHz on an ECP5."""
         # The old value was read from the bank in the write's cycle, unless the previous
         # write landed on the same word then.
         old_hit = self._landing_hit(m, n, self.sa_wr_addr, "old_landing_hit", when=n.sa_wr_en)
-        sa = {"valid": Signal(name="sa_hash_valid"), "slot": Signal(self.slot_bits),
-              "off": Signal(self.layout.addr_bits), "old": Signal(32), "new": Signal(32)}
-        m.d.sync += [sa["valid"].eq(n.land_valid), sa["slot"].eq(n.land_slot),
-                     sa["off"].eq(n.land_off), sa["new"].eq(n.land_data),
-                     sa["old"].eq(Mux(old_hit, n.landed_data, Array(n.sa_out)[n.land_slot]))]
-        svc = {"valid": Signal(name="svc_hash_valid"), "slot": Signal(self.slot_bits),
-               "off": Signal(self.layout.addr_bits), "old": Signal(32), "new": Signal(32)}
-        m.d.sync += [svc["valid"].eq(n.wr_en), svc["slot"].eq(n.r_slot),
-                     svc["off"].eq(n.wr_off), svc["old"].eq(n.wr_old), svc["new"].eq(n.wr_new)]
-        deltas = [self._registered_delta(m, sa, "sa"), self._registered_delta(m, svc, "svc")]
+        sa_old = Mux(old_hit, n.landed_data, Array(n.sa_out)[n.land_slot])
+        deltas = [
+            self._write_delta(m, "sa", n.land_valid, n.land_slot, n.land_off, sa_old,
+                              n.land_data),
+            self._write_delta(m, "svc", n.wr_en, n.r_slot, n.wr_off, n.wr_old, n.wr_new)]
         for slot in range(self.n_slots):
             digest = self.digest[slot]
             update = digest
@@ -360,15 +354,21 @@ class VFUnit(wiring.Component):
                 update = update ^ Mux(valid & (at == slot), delta, 0)
             m.d.sync += digest.eq(update)
 
-    def _registered_delta(self, m, write, name):
-        """(valid, slot, delta) registered: the change one write makes to its slot's digest."""
-        valid = Signal(name=f"{name}_delta_valid")
-        slot = Signal(self.slot_bits, name=f"{name}_delta_slot")
+    def _write_delta(self, m, name, valid, slot, off, old, new):
+        """(valid, slot, delta): the change a write of ``new`` over ``old`` makes to its
+        slot's digest, two cycles on: the write is registered (so an old word from a block
+        RAM is not hashed in the cycle it is read), then its delta."""
+        h_valid, d_valid = Signal(name=f"{name}_hash_valid"), Signal(name=f"{name}_delta_valid")
+        h_slot = Signal(self.slot_bits, name=f"{name}_hash_slot")
+        d_slot = Signal(self.slot_bits, name=f"{name}_delta_slot")
+        h_off = Signal(self.layout.addr_bits, name=f"{name}_hash_off")
+        h_old, h_new = Signal(32, name=f"{name}_hash_old"), Signal(32, name=f"{name}_hash_new")
         delta = Signal(32, name=f"{name}_delta")
-        m.d.sync += [valid.eq(write["valid"]), slot.eq(write["slot"]),
-                     delta.eq(word_hash(write["off"], write["old"])
-                              ^ word_hash(write["off"], write["new"]))]
-        return valid, slot, delta
+        m.d.sync += [h_valid.eq(valid), h_slot.eq(slot), h_off.eq(off), h_old.eq(old),
+                     h_new.eq(new),
+                     d_valid.eq(h_valid), d_slot.eq(h_slot),
+                     delta.eq(word_hash(h_off, h_old) ^ word_hash(h_off, h_new))]
+        return d_valid, d_slot, delta
 
     def _dirty_tracking(self, m, n):
         """Per-slot dirty-block bitmaps: marked by service writes, read-and-cleared."""

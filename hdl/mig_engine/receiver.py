@@ -50,8 +50,8 @@ class TargetReceiver(wiring.Component):
 
     Latency: a header is taken the cycle it is valid; a control message is acted on
     ``DIGEST_LATENCY + 1`` or more cycles later (the VF unit's digest follows a DMA write
-    within ``DIGEST_LATENCY`` cycles), after
-    the previous reply has left; a STATE_DATA payload streams at one word per cycle.
+    within ``DIGEST_LATENCY`` cycles), after the previous reply has left; a STATE_DATA
+    payload streams at one word per cycle.
     """
 
     def __init__(self, layout: ImageLayout, n_vfs: int, n_slots: int):
