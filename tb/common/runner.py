@@ -51,6 +51,9 @@ _INSTALL_HINT = {
 # makes the top's own signals public again, which is all the benches read (they touch ports
 # only; an internal signal a test needs becomes a top-level port or goes into
 # PUBLIC_EXCEPTIONS).
+#: Set by the regression to each run's own folder (see ``run_dir``).
+RUN_DIR_ENV = "VFMIG_RUN_DIR"
+
 BUILD_ARGS = {"verilator": ["-Wno-fatal", "--assert", "--no-public-flat-rw"],
               "icarus": ["-g2005"]}
 # Internal signals (module name, variable pattern) a bench reads beside the top's ports.
@@ -223,6 +226,17 @@ def build(sim: str, name: str, component_factory: Callable[[], object],
     return build_dir, name
 
 
+def run_dir(build_dir: Path, name: str) -> Path:
+    """Where a run of ``name`` writes its results and logs. Runs of one build may run at
+    once (pytest-xdist workers, regression jobs: two seeds of one test), so each has its own:
+    the regression's run folder (``RUN_DIR_ENV``), else the build's ``runs/<name>``, per
+    xdist worker."""
+    if os.environ.get(RUN_DIR_ENV):
+        return Path(os.environ[RUN_DIR_ENV]) / name
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return build_dir / "runs" / (f"{name}-{worker}" if worker else name)
+
+
 def run_tests(sim: str, name: str, component_factory: Callable[[], object], test_module: str,
               parameters: dict | None = None, testcase: str | None = None,
               extra_env: dict[str, str] | None = None, seed: int | None = None,
@@ -235,7 +249,7 @@ def run_tests(sim: str, name: str, component_factory: Callable[[], object], test
     env = {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     env.update(extra_env or {})
     print(f"cocotb {test_module} ({name}) on {sim}, COCOTB_RANDOM_SEED={seed}", flush=True)
-    test_dir = build_dir / "runs" / (testcase or test_module.rsplit(".", 1)[-1])
+    test_dir = run_dir(build_dir, testcase or test_module.rsplit(".", 1)[-1])
     test_dir.mkdir(parents=True, exist_ok=True)
     waves = test_dir / WAVES_FILE
     waves.unlink(missing_ok=True)

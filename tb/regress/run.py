@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tb.common.coverage import ENV_DIR, merge
-from tb.common.runner import PLANT_ENV
+from tb.common.runner import PLANT_ENV, RUN_DIR_ENV
 from tb.common.seeds import SEED_ENV
 from tb.regress.testplan import ROOT, Test
 
@@ -108,7 +108,7 @@ def run_job(job: Job, out: str, root: str = str(ROOT)) -> dict:
     (run_dir / "coverage").mkdir(parents=True, exist_ok=True)
     log = run_dir / "pytest.log"
     env = {**os.environ, **job.env(), ENV_DIR: str(run_dir / "coverage"),
-           "PYTHONPATH": root}
+           RUN_DIR_ENV: str(run_dir / "sim"), "PYTHONPATH": root}
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
            *PYTEST_FILTER, job.node, "--sim", job.sim, f"--junitxml={run_dir / 'pytest.xml'}"]
     start = time.monotonic()

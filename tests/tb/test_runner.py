@@ -126,3 +126,17 @@ def test_bench_configs_round_trip_through_the_environment(monkeypatch):
         for key, value in config.to_env().items():
             monkeypatch.setenv(key, value)
         assert type(config).from_env() == config
+
+
+def test_concurrent_runs_of_one_build_get_their_own_folders(monkeypatch, tmp_path):
+    """Two seeds of one test in the regression, or two xdist workers, share a build: a
+    shared run folder let one run delete the other's results.xml (seen in the nightly)."""
+    from tb.common.runner import RUN_DIR_ENV, run_dir
+    build_dir = tmp_path / "build"
+    monkeypatch.delenv(RUN_DIR_ENV, raising=False)
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    first = run_dir(build_dir, "test_x")
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
+    assert run_dir(build_dir, "test_x") != first
+    monkeypatch.setenv(RUN_DIR_ENV, str(tmp_path / "run1"))
+    assert run_dir(build_dir, "test_x") == tmp_path / "run1" / "test_x"
