@@ -143,7 +143,7 @@ class TB:
             f"{len(self.trace)} decoder outputs, the model predicts {len(board.trace)}"
         for index, (got, want) in enumerate(zip(self.trace, board.trace, strict=True)):
             assert got == want, f"decoder output {index}: got {got}, model {want}"
-        for index, (got, want) in enumerate(zip(self.events, board.events)):
+        for index, (got, want) in enumerate(zip(self.events, board.events, strict=False)):
             assert got == want, f"malformed event {index}: got {got}, model {want}"
         assert len(self.events) == len(board.events), \
             f"{len(self.events)} malformed events, the model predicts {len(board.events)}"
