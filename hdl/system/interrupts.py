@@ -17,7 +17,7 @@ from model.regmap import (
     IRTE_DATA_PENDING,
 )
 
-from ..formats import bits_for, system_irq_layout
+from ..formats import system_irq_layout
 from ..irq_remap import (
     IrqRemap,
     control_layout,
@@ -51,14 +51,16 @@ def irq_trace_layout(config: SystemConfig) -> data.StructLayout:
 class InterruptPath(wiring.Component):
     """Each unit's MSI-X messages get their source id (device, slot) and the handle their
     address names, pass the remapper (hdl/irq_remap.py) and leave on ``irq`` as
-    {vm, guest_vector, vf, vector}.
+    {vm, guest_vector, vf, vector}. A message is the VF's whose entries expect it from
+    that place; one from a place no VF's entries expect waits at the unit.
 
     A migrating VF's entries follow its interrupts: when neither device has the VF
     interrupting (``irq_live`` low: its P2P and stop states) the remapper HOLDs it, so a
     message still in flight from the source goes pending, validated against the old
     source; when a device starts interrupting it at a new place (``irq_device``,
     ``irq_slot``), the remapper RETARGETs the entries (after no message from the old slot
-    is still offered) and RELEASEs the VF, replaying what went pending exactly once. Until
+    is still offered, and once no other VF's entries expect the new place) and RELEASEs
+    the VF, replaying what went pending exactly once. Until
     the RETARGET, messages from the new place wait at the unit, so none is judged against
     the old source. An abort makes the source interrupt again at the same place: RELEASE
     without RETARGET.  A command written to IRTE_CMD goes first; else the VF moves, lowest
@@ -68,7 +70,6 @@ class InterruptPath(wiring.Component):
     -------
     host_irq, offload_irq : In(stream of ``irq_layouts[device]``)   each device's MSI-X
         messages (the offload device's as the I/O tunnel delivers them on the host)
-    host_slot_vf, offload_slot_vf : In(ArrayLayout(vf_bits, n_slots))  the VF of each slot
     irq_live, irq_device : In(n_vfs); irq_slot : In(ArrayLayout(8, n_vfs))   placement
     w_irte_cmd, w_irte_data, rd_irq_fault : In(1); wdata : In(32)   register accesses
     irq : Out(stream of system_irq_layout); irq_trace : Out(irq_trace_layout)
@@ -85,9 +86,7 @@ class InterruptPath(wiring.Component):
         n = config.n_vfs
         ports = {}
         for dev in Device:
-            ports |= {f"{dev.label}_irq": In(stream.Signature(irq_layouts[dev])),
-                      f"{dev.label}_slot_vf": In(data.ArrayLayout(bits_for(n),
-                                                                  config.slots(dev)))}
+            ports[f"{dev.label}_irq"] = In(stream.Signature(irq_layouts[dev]))
         ports |= {name.lower(): Out(32) for name in IRQ_REGS}
         super().__init__(ports | {
             "irq_live": In(n), "irq_device": In(n), "irq_slot": In(data.ArrayLayout(8, n)),
@@ -103,28 +102,36 @@ class InterruptPath(wiring.Component):
         m.submodules.irq_remap = remap = IrqRemap(params.n_vfs, params.n_vectors,
                                                    fault_depth=params.fault_depth)
         irqs = {dev: getattr(self, f"{dev.label}_irq") for dev in Device}
-        slot_vf = {dev: getattr(self, f"{dev.label}_slot_vf") for dev in Device}
 
         # Where each VF's entries expect their interrupts from (reset: host slot v): the
         # remapper's entries, mirrored to gate the units' messages.
         n_vfs = self.config.n_vfs
         src_dev = Signal(n_vfs)
         src_slot = Array(Signal(8, name=f"irq_src_slot_{v}", init=v) for v in range(n_vfs))
-        gated = []
+        # A message belongs to the VF whose entries expect it from its place (device, slot),
+        # not to the VF the slot table names now: a message raised before its slot was freed
+        # can still wait here (the remapper backpressured) when the slot is empty or another
+        # VF's. A RETARGET never gives two VFs one place, so the owner is unique.
+        gated, senders = [], []
         for dev, source in irqs.items():
-            sender = slot_vf[dev][source.payload.slot]
-            allowed = ((src_dev.bit_select(sender, 1) == int(dev))
-                       & (src_slot[sender] == source.payload.slot))
+            owner = [(src_dev[v] == int(dev)) & (src_slot[v] == source.payload.slot)
+                     for v in range(n_vfs)]
+            sender = Signal(params.vf_bits, name=f"{dev.label}_irq_owner")
+            for v in reversed(range(n_vfs)):
+                with m.If(owner[v]):
+                    m.d.comb += sender.eq(v)
+            allowed = Cat(owner).any()
             gate = stream.Signature(source.payload.shape()).create(path=(f"{dev.label}_irq_g",))
             m.d.comb += [gate.valid.eq(source.valid & allowed), gate.payload.eq(source.payload),
                          source.ready.eq(gate.ready & allowed)]
             gated.append(gate)
+            senders.append(sender)
         # The sender of the chosen message, for the trace; a signal of its own because a
         # field computed from another field of the trace port is a combinational loop at
         # the port's level (Verilator then evaluates it once, stale: the raiser was wrong).
         sender = Signal(params.vf_bits)
         self._merge(m, "irq", gated, remap.irq_in,
-                    lambda d, p: [sender.eq(slot_vf[d][p.slot]),
+                    lambda d, p: [sender.eq(senders[d]),
                                   remap.irq_in.payload.handle.eq(
                                       handle_from_msi_address(p.addr, params.handle_bits)),
                                   remap.irq_in.payload.data.eq(p.data),
@@ -165,11 +172,14 @@ class InterruptPath(wiring.Component):
                 offered = Mux(src_dev[v], self._offers(irqs[Device.OFFLOAD], src_slot[v]),
                               self._offers(irqs[Device.HOST], src_slot[v]))
                 held = remap.held[v]
+                # the new place still expected by another VF (its old messages not all in)
+                taken = Cat((src_dev[w] == live_off) & (src_slot[w] == live_slot)
+                            for w in range(self.config.n_vfs) if w != v).any()
                 command = Signal(RemapOp, name=f"irq_cmd_{v}")
                 want = Signal(name=f"irq_want_{v}")
                 with m.If(~held & (~live | ~at_source)):
                     m.d.comb += [want.eq(1), command.eq(RemapOp.HOLD)]
-                with m.Elif(held & live & ~at_source & ~offered):
+                with m.Elif(held & live & ~at_source & ~offered & ~taken):
                     m.d.comb += [want.eq(1), command.eq(RemapOp.RETARGET)]
                 with m.Elif(held & live & at_source):
                     m.d.comb += [want.eq(1), command.eq(RemapOp.RELEASE)]

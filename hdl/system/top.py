@@ -130,7 +130,6 @@ class System(wiring.Component):
             cfg, {dev: irq.payload.shape() for dev, irq in irqs.items()})
         for dev, irq in irqs.items():
             wiring.connect(m, irq, getattr(intr, f"{dev.label}_irq"))
-            m.d.comb += getattr(intr, f"{dev.label}_slot_vf").eq(engines[dev].slot_vf)
         m.d.comb += [intr.irq_live.eq(place.irq_live), intr.irq_device.eq(place.irq_device),
                      intr.irq_slot.eq(place.irq_slot), intr.wdata.eq(regs.wdata),
                      intr.w_irte_cmd.eq(regs.w_irte_cmd), intr.w_irte_data.eq(regs.w_irte_data),
