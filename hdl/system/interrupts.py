@@ -114,7 +114,7 @@ class InterruptPath(wiring.Component):
         # VF's. A RETARGET never gives two VFs one place, so the owner is unique.
         gated, senders = [], []
         for dev, source in irqs.items():
-            owner = [(src_dev[v] == int(dev)) & (src_slot[v] == source.payload.slot)
+            owner = [self._expects(src_dev, src_slot, v, int(dev), source.payload.slot)
                      for v in range(n_vfs)]
             sender = Signal(params.vf_bits, name=f"{dev.label}_irq_owner")
             for v in reversed(range(n_vfs)):
@@ -168,12 +168,12 @@ class InterruptPath(wiring.Component):
             for v in reversed(range(self.config.n_vfs)):
                 live_off, live = self.irq_device[v], self.irq_live[v]
                 live_slot = self.irq_slot[v]
-                at_source = (src_dev[v] == live_off) & (src_slot[v] == live_slot)
+                at_source = self._expects(src_dev, src_slot, v, live_off, live_slot)
                 offered = Mux(src_dev[v], self._offers(irqs[Device.OFFLOAD], src_slot[v]),
                               self._offers(irqs[Device.HOST], src_slot[v]))
                 held = remap.held[v]
                 # the new place still expected by another VF (its old messages not all in)
-                taken = Cat((src_dev[w] == live_off) & (src_slot[w] == live_slot)
+                taken = Cat(self._expects(src_dev, src_slot, w, live_off, live_slot)
                             for w in range(self.config.n_vfs) if w != v).any()
                 command = Signal(RemapOp, name=f"irq_cmd_{v}")
                 want = Signal(name=f"irq_want_{v}")
@@ -218,6 +218,11 @@ class InterruptPath(wiring.Component):
             self.irq_coalesced.eq(remap.coalesced_count),
             self.irq_faults_dropped.eq(remap.fault_dropped),
         ]
+
+    @staticmethod
+    def _expects(src_dev, src_slot, vf, device, slot):
+        """VF ``vf``'s entries expect its interrupts from (``device``, ``slot``)."""
+        return (src_dev[vf] == device) & (src_slot[vf] == slot)
 
     @staticmethod
     def _offers(irq, slot):

@@ -51,9 +51,6 @@ _INSTALL_HINT = {
 # makes the top's own signals public again, which is all the benches read (they touch ports
 # only; an internal signal a test needs becomes a top-level port or goes into
 # PUBLIC_EXCEPTIONS).
-#: Set by the regression to each run's own folder (see ``run_dir``).
-RUN_DIR_ENV = "VFMIG_RUN_DIR"
-
 BUILD_ARGS = {"verilator": ["-Wno-fatal", "--assert", "--no-public-flat-rw"],
               "icarus": ["-g2005"]}
 # Internal signals (module name, variable pattern) a bench reads beside the top's ports.
@@ -224,6 +221,10 @@ def build(sim: str, name: str, component_factory: Callable[[], object],
                 timescale=("1ns", "1ps"), log_file=build_dir / "build.log", waves=waves)
             stamp.write_text(digest + "\n")
     return build_dir, name
+
+
+#: Set by the regression to each run's own folder (see ``run_dir``).
+RUN_DIR_ENV = "VFMIG_RUN_DIR"
 
 
 def run_dir(build_dir: Path, name: str) -> Path:
