@@ -34,6 +34,7 @@ from pyuvm import (
 )
 
 from hdl.formats import system_irq_layout, system_request_layout, system_response_layout
+from model.common import ParameterError
 from model.config import SystemConfig
 from tb.common.streams import pack, unpack
 from tb.common.uvm import BfmDriver, BfmMonitor, ItemListSeq, SequencedAgent
@@ -84,6 +85,7 @@ class Knobs:
     link_down_commit: str = ""   # "STEP:CYCLES,...": both wires down as step STEP commits
     phase_faults: str = ""       # "STEP:PHASE:KIND,...": a fault as step STEP's migration
                                  # enters PHASE (tb/system/phase_fault.py)
+    irq_pause: int = 0           # cycles the VMs take no interrupt from each phase fault on
     allow_rollback: int = 0      # 1: a move may end rolled back (heavy faults: timeouts)
     report: str = ""             # where to write the JSON report
     progress: str = ""           # file to append progress lines to (the CLI tails it)
@@ -154,6 +156,8 @@ class VmBfm:
         self.inflight: Counter = Counter()
         self.cycles = 0
         self.stall_cycles = 0   # a request was offered and not taken
+        self.irq_paused_until = 0   # the VMs take no interrupt before this cycle
+        self.irq_paused_cycles = 0  # cycles a pause held them
         dut.req__valid.value = 0
         dut.resp__ready.value = 0
         dut.irq__ready.value = 0
@@ -181,6 +185,12 @@ class VmBfm:
             await self._space.wait()
         self._queue.append(req)
         self._empty.clear()
+
+    def pause_interrupts(self, cycles: int) -> None:
+        """The VMs take no interrupt for the next ``cycles`` cycles (from now on)."""
+        if cycles < 0:
+            raise ParameterError(f"an interrupt pause must be >= 0 cycles, not {cycles}")
+        self.irq_paused_until = max(self.irq_paused_until, self.cycles + cycles)
 
     @property
     def queued(self) -> int:
@@ -254,8 +264,10 @@ class VmBfm:
                 rdy = 0 if rng.random() < self.resp_bp else 1
                 if rdy != resp_rdy:
                     resp_ready.value = resp_rdy = rdy
-            if self.irq_bp:
-                rdy = 0 if rng.random() < self.irq_bp else 1
+            if self.irq_bp or self.irq_paused_until:
+                paused = self.cycles < self.irq_paused_until
+                self.irq_paused_cycles += paused
+                rdy = 0 if paused or (self.irq_bp and rng.random() < self.irq_bp) else 1
                 if rdy != irq_rdy:
                     irq_ready.value = irq_rdy = rdy
 

@@ -158,7 +158,9 @@ class PhaseFaultInjector:
 
     ``arm(step, vf, source)`` as the plan step starts (``source``: "h2o" when the VF moves
     from the host); ``stop_copy(step)`` as the VMM requests STOP_COPY (RESIDUAL waits for
-    it).  ``fired`` records, per step, the message it fired on and the cycle."""
+    it).  ``fired`` records, per step, the message it fired on and the cycle; each of
+    ``on_fire`` is called with the fault as it fires (what the scenario does in the same
+    phase, such as VMs that stop taking interrupts)."""
 
     def __init__(self, link, faults: tuple[PhaseFault, ...], timeout_cycles: int):
         self.link, self.timeout = link, timeout_cycles
@@ -166,6 +168,7 @@ class PhaseFaultInjector:
         self.armed: dict[str, tuple[PhaseFault, int]] = {}     # wire -> (fault, vf)
         self.waiting_stop_copy: dict[int, tuple[str, int]] = {}
         self.fired: dict[int, dict] = {}
+        self.on_fire: list = []
         self.forced: dict[str, tuple[FaultConfig, int]] = {}   # wire -> (saved, flits left)
         self.corrupting: dict[str, CorruptFrame] = {}
         self.taps = {}
@@ -232,6 +235,8 @@ class PhaseFaultInjector:
                                   "message": MsgType(msg["type"]).name}
         self.link.log.info("phase fault %s fires on %s at wire cycle %d (%s)", fault,
                            MsgType(msg["type"]).name, channel.cycle, wire)
+        for hook in self.on_fire:
+            hook(fault)
         if fault.kind in ("down_short", "down_long"):
             self.link.link_down(self.timeout // 4 if fault.kind == "down_short"
                                 else self.timeout + self.timeout // 4)

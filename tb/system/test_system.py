@@ -27,6 +27,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge, Timer
 from pyuvm import ConfigDB, uvm_test
 
+from model.common import ParameterError
 from model.config import Device, SystemConfig
 from model.irq_remap import FaultReason, RemapEntry
 from model.presets import PRESETS
@@ -180,6 +181,12 @@ class SystemScenario(SystemTestBase):
         self.link.start()
         self.phase_faults = PhaseFaultInjector(
             self.link, parse_faults(self.knobs.phase_faults), self.config.timeout_cycles)
+        if self.knobs.irq_pause:
+            if not self.phase_faults.faults:
+                raise ParameterError("irq_pause starts at a phase fault: give phase_faults "
+                                     "(STEP:PHASE:KIND) too, or irq_pause=0")
+            self.phase_faults.on_fire.append(
+                lambda fault: self.bfm.pause_interrupts(self.knobs.irq_pause))
         await self.bfm.reset()
         self.bfm.start()
         await self.check_identity()
@@ -410,6 +417,7 @@ class SystemScenario(SystemTestBase):
                                              else [])},
             "cycles": self.bfm.cycles,
             "request_stall_cycles": self.bfm.stall_cycles,
+            "irq_paused_cycles": self.bfm.irq_paused_cycles,
             "wall_seconds": round(time.monotonic() - self.wall_start, 1),
             "passed": passed,
             "problems": problems + sb.messages + self.irq_check.messages,
@@ -874,15 +882,12 @@ def test_tunnel_interrupts_survive_a_link_stalled_across_the_switchover(sim, fau
     take one interrupt in 1000 cycles, so VF 2's last interrupts from its offload slot are
     still in the TC_IO tunnel and the remapper's queues while the link is down across the
     switchover (or the commit).  Each must still be delivered once, checked against the
-    entry of the place it was raised at, and none blocked.  What keeps them right is the
-    order on TC_IO: the offload device sends a request's interrupt before its response,
-    the host decodes the stream in order (a waiting interrupt holds back what follows),
-    and the drain before the switchover waits for the VF's responses — so every interrupt
-    from the old slot has reached the remapper before its entries can be retargeted (a
-    build that retargets without waiting for the old slot's interrupt at the remapper's
-    input passes this test too: that wait is a second guard).  VF 2, not VF 0, moves: a
-    freed slot's table entry reads VF 0, so a message judged by the slot table after the
-    free would pass for VF 0 by accident."""
+    entry of the place it was raised at, and none blocked.  The offload device sends a
+    request's interrupt before its response and the drain waits for the responses, so at
+    most the VF's last interrupt can still wait at the remapper's input when its slot is
+    freed; here the VMs take interrupts again soon enough that it rarely does (the next
+    test makes it wait).  VF 2, not VF 0, moves: a freed slot's table entry reads VF 0, so
+    a message judged by the slot table after the free would pass for VF 0 by accident."""
     if not simulator_available(sim):
         pytest.skip(f"{sim} is not installed")
     config = make_config(vfs=4, host_slots=4, offload_slots=2, mem_words=64)
@@ -899,4 +904,38 @@ def test_tunnel_interrupts_survive_a_link_stalled_across_the_switchover(sim, fau
     t = report["totals"]
     assert t["interrupts_duplicated"] == t["interrupts_lost"] == t["irq_check_errors"] == 0
     assert t["interrupts_blocked"] == t["spoof_attempts"]
+    assert t["interrupts_delivered"] + t["interrupts_blocked"] == t["interrupts_raised"] > 20
+
+
+GATE_PAUSE = 6000    # cycles without interrupts taken: the residual copy to past the commit
+
+
+@pytest.mark.parametrize("sim", VERILATOR_FIRST)
+def test_an_interrupt_waiting_at_the_gate_across_its_slots_free_reaches_its_vf(sim, tmp_path):
+    """The tunnel hole, driven through the link: VF 2 leaves the offload device while it
+    storms and the VMs take one interrupt in 1000 cycles, so its last interrupt waits in
+    the host's TC_IO decoder (the remapper's output full) while its response passes and
+    the drain ends.  From the residual copy on, the link is down for a quarter of the
+    handshake timeout and the VMs take no interrupt for 6000 cycles, past the commit: the
+    interrupt is still waiting when its offload slot is freed.  It is VF 2's — its entries
+    expect it from that place — and must be taken, go pending and be replayed once after
+    the RETARGET.  A gate that asked the slot table (the freed slot reads VF 0, whose
+    entries expect another place) held it for ever, and VF 2's entries never moved."""
+    if not simulator_available(sim):
+        pytest.skip(f"{sim} is not installed")
+    config = make_config(vfs=4, host_slots=4, offload_slots=2, mem_words=64)
+    report_path = tmp_path / "report.json"
+    run_system(sim, config, Knobs(seed=bench_seed(31), plan="0:pre,2:pre,2:pre,2:pre",
+                                  phase_faults="2:RESIDUAL:down_short", irq_pause=GATE_PAUSE,
+                                  storm_vfs="1,2,3", irq_backpressure=0.999, idle_prob=0.0,
+                                  warmup_cycles=300, gap_cycles=200, report=str(report_path)))
+    report = json.loads(report_path.read_text())
+    assert report["passed"], report["problems"]
+    moves = _moves(report)
+    assert moves[2] == (2, "offload", "host", "committed") and len(moves) == 4, moves
+    assert report["link_faults"]["phase_faults"][0]["fired"], report["link_faults"]
+    # the pause starts in the cycle the fault fires: before or after the VMs' cycle ran
+    assert GATE_PAUSE - 1 <= report["irq_paused_cycles"] <= GATE_PAUSE, report
+    t = report["totals"]
+    assert t["interrupts_duplicated"] == t["interrupts_lost"] == t["irq_check_errors"] == 0
     assert t["interrupts_delivered"] + t["interrupts_blocked"] == t["interrupts_raised"] > 20
