@@ -121,7 +121,8 @@ class MigProtoDecoder(wiring.Component):
         counted as ``Malformed.UNEXPECTED``, no event.
     counts : Out(data.ArrayLayout(counter_bits, len(Malformed)))
         Saturating counters indexed by ``Malformed`` code; ``counts[Malformed.NONE]`` is
-        the total of all the others (every drop and every ``unexpected`` pulse).
+        the total of all the others (every drop and every ``unexpected`` pulse). A count
+        follows its event by one cycle (the events are registered before the adders).
     """
 
     def __init__(self, n_vfs: int, max_chunk_words: int, buffer_words: int | None = None,
@@ -279,10 +280,19 @@ class MigProtoDecoder(wiring.Component):
     def _count_drops(self, m, drop, drop_reason):
         """Saturating counters per drop reason; ``NONE`` counts every drop and every
         ``unexpected`` pulse."""
+        # The events are registered first: a drop is decided at the end of a long path
+        # (the receive buffer's read-ahead, the message's length and CRC checks), and the
+        # counters' adders after it were the 8-VF board's critical path. The counts follow
+        # their events a cycle later.
+        drop_r, unexpected_r = Signal(), Signal()
+        reason_r = Signal(Malformed)
+        m.d.sync += [drop_r.eq(drop), reason_r.eq(drop_reason),
+                     unexpected_r.eq(self.unexpected)]
+        drop, drop_reason = drop_r, reason_r
         saturated = (1 << self.counter_bits) - 1
         total = self.counts[Malformed.NONE]
         events = Signal(2)
-        m.d.comb += events.eq(drop + self.unexpected)
+        m.d.comb += events.eq(drop + unexpected_r)
         with m.If(total + events > saturated):
             m.d.sync += total.eq(saturated)
         with m.Else():
@@ -292,7 +302,7 @@ class MigProtoDecoder(wiring.Component):
                 continue
             hit = drop & (drop_reason == reason)
             if reason == Malformed.UNEXPECTED:
-                hit = hit | self.unexpected
+                hit = hit | unexpected_r
             count = self.counts[reason]
             with m.If(hit & (count != saturated)):
                 m.d.sync += count.eq(count + 1)
