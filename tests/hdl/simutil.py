@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from amaranth.sim import Simulator
 
 
@@ -19,6 +21,49 @@ async def stream_get(ctx, stream):
     (payload,) = await ctx.tick().sample(stream.payload).until(stream.valid)
     ctx.set(stream.ready, 0)
     return payload
+
+
+def stream_source(stream, items, rng: random.Random, idle: float, accepted: list,
+           max_cycles: int = 20_000):
+    """Offer ``items`` in order with random idle cycles; log each accept cycle. Gives up
+    after ``max_cycles`` so a stalled DUT fails the test's checks instead of hanging."""
+    async def bench(ctx):
+        cycle = 0
+        for item in items:
+            while rng.random() < idle:
+                await ctx.tick()
+                cycle += 1
+            ctx.set(stream.valid, 1)
+            ctx.set(stream.payload, item)
+            while cycle < max_cycles:
+                _, _, ready = await ctx.tick().sample(stream.ready)
+                cycle += 1
+                if ready:
+                    accepted.append(cycle - 1)
+                    break
+            ctx.set(stream.valid, 0)
+            if cycle >= max_cycles:
+                return
+    return bench
+
+
+def stream_sink(stream, out: list, rng: random.Random, backpressure: float, expected: int,
+         max_cycles: int = 20_000, tail: int = 20):
+    """Accept beats as ``(cycle, dict)`` with random backpressure until ``expected`` came,
+    then listen ``tail`` more cycles so an extra beat shows up in ``out``."""
+    async def bench(ctx):
+        cycle, quiet = 0, 0
+        while cycle < max_cycles and quiet < tail:
+            ready = len(out) >= expected or rng.random() >= backpressure
+            ctx.set(stream.ready, ready)
+            _, _, valid, payload = await ctx.tick().sample(stream.valid, stream.payload)
+            if ready and valid:
+                out.append((cycle, {name: int(getattr(payload, name))
+                                    for name, _ in payload.shape()}))
+            cycle += 1
+            quiet = quiet + 1 if len(out) >= expected else 0
+        ctx.set(stream.ready, 0)
+    return bench
 
 
 def run_sim(dut, *testbenches, processes=(), vcd: str | None = None) -> None:

@@ -16,6 +16,7 @@ from hdl.dma import DMA
 from hdl.formats import bits_for
 from model.protocol import crc32
 from model.state import ImageLayout
+from tests.hdl.simutil import stream_sink, stream_source
 
 LAYOUT = ImageLayout(csr_words=8, msix_vectors=4, mem_words=100)  # 125 words, stride 128
 N_SLOTS = 3          # not a power of two: slot 3 exists in the address but is refused
@@ -79,49 +80,6 @@ class VFPortModel:
                 self.mem[wr_addr] = wr_data
 
 
-def source(stream, items, rng: random.Random, idle: float, accepted: list,
-           max_cycles: int = 20_000):
-    """Offer ``items`` in order with random idle cycles; log each accept cycle. Gives up
-    after ``max_cycles`` so a stalled DUT fails the test's checks instead of hanging."""
-    async def bench(ctx):
-        cycle = 0
-        for item in items:
-            while rng.random() < idle:
-                await ctx.tick()
-                cycle += 1
-            ctx.set(stream.valid, 1)
-            ctx.set(stream.payload, item)
-            while cycle < max_cycles:
-                _, _, ready = await ctx.tick().sample(stream.ready)
-                cycle += 1
-                if ready:
-                    accepted.append(cycle - 1)
-                    break
-            ctx.set(stream.valid, 0)
-            if cycle >= max_cycles:
-                return
-    return bench
-
-
-def sink(stream, out: list, rng: random.Random, backpressure: float, expected: int,
-         max_cycles: int = 20_000, tail: int = 20):
-    """Accept beats as ``(cycle, dict)`` with random backpressure until ``expected`` came,
-    then listen ``tail`` more cycles so an extra beat shows up in ``out``."""
-    async def bench(ctx):
-        cycle, quiet = 0, 0
-        while cycle < max_cycles and quiet < tail:
-            ready = len(out) >= expected or rng.random() >= backpressure
-            ctx.set(stream.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(stream.valid, stream.payload)
-            if ready and valid:
-                out.append((cycle, {name: int(getattr(payload, name))
-                                    for name, _ in payload.shape()}))
-            cycle += 1
-            quiet = quiet + 1 if len(out) >= expected else 0
-        ctx.set(stream.ready, 0)
-    return bench
-
-
 def run(dut: DMA, port: VFPortModel, benches) -> None:
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -141,9 +99,9 @@ def read_benches(dut, rng, descs, idle, backpressure, result):
     expected_beats = sum(d["length"] + 1 for d in descs if not is_refused(d))
     result.update(desc_cycles=[], beats=[], done=[])
     return [
-        source(dut.rd_desc, descs, rng, idle, result["desc_cycles"]),
-        sink(dut.rd_data, result["beats"], rng, backpressure, expected_beats),
-        sink(dut.rd_done, result["done"], rng, backpressure, len(descs)),
+        stream_source(dut.rd_desc, descs, rng, idle, result["desc_cycles"]),
+        stream_sink(dut.rd_data, result["beats"], rng, backpressure, expected_beats),
+        stream_sink(dut.rd_done, result["done"], rng, backpressure, len(descs)),
     ]
 
 
@@ -245,9 +203,9 @@ def write_plan(rng: random.Random, n: int, slots=range(N_SLOTS)):
 def write_benches(dut, rng, descs, beats, idle, backpressure, result):
     result.update(desc_cycles=[], beat_cycles=[], done=[])
     return [
-        source(dut.wr_desc, descs, rng, idle, result["desc_cycles"]),
-        source(dut.wr_data, beats, rng, idle, result["beat_cycles"]),
-        sink(dut.wr_done, result["done"], rng, backpressure, len(descs)),
+        stream_source(dut.wr_desc, descs, rng, idle, result["desc_cycles"]),
+        stream_source(dut.wr_data, beats, rng, idle, result["beat_cycles"]),
+        stream_sink(dut.wr_done, result["done"], rng, backpressure, len(descs)),
     ]
 
 
