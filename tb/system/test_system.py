@@ -182,6 +182,9 @@ class SystemScenario(SystemTestBase):
         self.phase_faults = PhaseFaultInjector(
             self.link, parse_faults(self.knobs.phase_faults), self.config.timeout_cycles)
         if self.knobs.irq_pause:
+            # checked before the run: the pause itself starts only when its fault fires
+            if self.knobs.irq_pause < 0:
+                raise ParameterError(f"irq_pause must be >= 0 cycles, not {self.knobs.irq_pause}")
             if not self.phase_faults.faults:
                 raise ParameterError("irq_pause starts at a phase fault: give phase_faults "
                                      "(STEP:PHASE:KIND) too, or irq_pause=0")

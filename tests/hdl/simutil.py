@@ -24,7 +24,7 @@ async def stream_get(ctx, stream):
 
 
 def stream_source(stream, items, rng: random.Random, idle: float, accepted: list,
-           max_cycles: int = 20_000):
+                  max_cycles: int = 20_000):
     """Offer ``items`` in order with random idle cycles; log each accept cycle. Gives up
     after ``max_cycles`` so a stalled DUT fails the test's checks instead of hanging."""
     async def bench(ctx):
@@ -48,7 +48,7 @@ def stream_source(stream, items, rng: random.Random, idle: float, accepted: list
 
 
 def stream_sink(stream, out: list, rng: random.Random, backpressure: float, expected: int,
-         max_cycles: int = 20_000, tail: int = 20):
+                max_cycles: int = 20_000, tail: int = 20):
     """Accept beats as ``(cycle, dict)`` with random backpressure until ``expected`` came,
     then listen ``tail`` more cycles so an extra beat shows up in ``out``."""
     async def bench(ctx):
